@@ -1,0 +1,179 @@
+"""The one place that turns a composed config into objects (with cli.py, the only omegaconf user).
+
+Each group node names a builder in `_target_`; its other keys are checked against the builder's
+signature before anything is built, so a wrong key or type is one clear line, not a traceback.
+"""
+
+import inspect
+import types
+import typing
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from .data import ImageData
+from .data.loaders import DeviceLoader
+from .errors import ConfigError, ExptError
+from .models.layers import Normalize
+
+GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment")
+SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a config value can be passed where `hint` is expected (unknown hints pass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty or isinstance(hint, (str, typing.TypeVar)):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is torch.Tensor:
+        return False  # a config value is never a tensor
+    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+        return all(_fits(v, args[0]) for v in value) if args else True
+    return True
+
+
+def _hint_name(hint: Any) -> str:
+    """'float', 'int or None', 'a list of 2 float', ... (tensors left out: configs never hold them)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_hint_name(a) for a in args if a is not torch.Tensor)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"a list of {len(args)} {_hint_name(args[0])}"
+    if origin in (list, tuple, Sequence, typing.Sequence):
+        return f"a list of {_hint_name(args[0])}" if args else "a list"
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def check_node(group: str, node: dict) -> None:
+    """Raise ConfigError when `node` has a key its builder does not take, or a value of the wrong type."""
+    try:
+        target = get_object(node["_target_"])
+    except Exception as e:
+        raise ConfigError(f"{group}: cannot import _target_ {node.get('_target_')!r} ({e})") from e
+    params = inspect.signature(target).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # unresolvable forward references: check names only
+        hints = {}
+    for key, value in node.items():
+        if key in SPECIAL_KEYS:
+            continue
+        if key not in params and not takes_any:
+            options = ", ".join(k for k in params if k not in ("self", "params", "optimizer", "total_steps"))
+            raise ConfigError(f"{group} has no option {key!r}; its options are: {options}")
+        if key in hints and not _fits(value, hints[key]):
+            raise ConfigError(f"{group}.{key}={value!r} has the wrong type: expected {_hint_name(hints[key])}")
+
+
+def check_groups(cfg: DictConfig) -> None:
+    """Check every group node against its builder before anything slow (data loading) starts."""
+    for group in GROUPS:
+        check_node(group, OmegaConf.to_container(cfg[group], resolve=True))
+
+
+def make(group: str, node: DictConfig) -> Any:
+    """Instantiate a (checked) group node with plain Python containers as arguments."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ExptError):
+            raise e.__cause__ from None
+        raise ConfigError(f"{group}: {e}".replace("\n", " ")) from e
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but no CUDA GPU is visible; use device=cpu or device=auto")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+@dataclass
+class Run:
+    """Everything a command needs, built from one config."""
+
+    data: ImageData
+    model: nn.Module  # Normalize + body; what checkpoints hold
+    net: nn.Module    # what the learner calls: `model`, or its compiled version
+    loss: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    augment: nn.Module | None
+    train_dl: DeviceLoader
+    valid_dl: DeviceLoader
+    device: torch.device
+    precision: str
+
+
+def build_model(cfg: DictConfig, data: ImageData) -> nn.Module:
+    """The arch's body for the data's channels and classes, behind the data's normalisation."""
+    body = make("arch", cfg.arch)(n_in=data.n_channels, n_out=data.n_classes)
+    return nn.Sequential(OrderedDict(norm=Normalize(data.mean, data.std), body=body))
+
+
+def build_run(cfg: DictConfig) -> Run:
+    for key in ("epochs", "bs"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]} must be at least 1")
+    check_groups(cfg)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
+
+    data = make("data", cfg.data)
+    model = build_model(cfg, data).to(device, memory_format=torch.channels_last if channels_last else
+                                      torch.contiguous_format)
+    loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
+    train_dl = DeviceLoader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
+    valid_dl = DeviceLoader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
+    opt = make("optimizer", cfg.optimizer)(model.parameters())
+    sched = make("schedule", cfg.schedule)(opt, total_steps=cfg.epochs * len(train_dl))
+    return Run(data=data, model=model, net=torch.compile(model) if cfg.compile else model,
+               loss=make("loss", cfg.loss).to(device), opt=opt, sched=sched, augment=make("augment", cfg.augment),
+               train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision)
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The config as plain, fully resolved Python containers."""
+    return OmegaConf.to_container(cfg, resolve=True)

@@ -1,0 +1,9 @@
+"""Callbacks: each adds one behaviour to the Learner through its before_*/after_* events."""
+
+from .checkpoint import CheckpointCB
+from .metrics import MetricsCB
+from .precision import PrecisionCB
+from .progress import ProgressCB
+from .training import AugmentCB, ScheduleCB
+
+__all__ = ["AugmentCB", "CheckpointCB", "MetricsCB", "PrecisionCB", "ProgressCB", "ScheduleCB"]

@@ -1,0 +1,57 @@
+"""A rich progress bar per epoch and one table row per finished epoch."""
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..learner import Callback
+
+COLUMNS = {"epoch": "{}", "train/loss": "{:.4f}", "val/loss": "{:.4f}", "val/acc": "{:.4f}", "seconds": "{:.1f}"}
+
+
+class ProgressCB(Callback):
+    order = 10  # after MetricsCB has built learn.row
+
+    def __init__(self, console: Console | None = None, previous_rows: list[dict] = ()):
+        self.console = console or Console()
+        self.rows_printed = 0
+        self.bar: Progress | None = None
+        for row in previous_rows:  # a resumed run shows its earlier epochs first
+            self.print_row(row)
+
+    def before_epoch(self, learn) -> None:
+        self.bar = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console, transient=True)
+        self.bar.start()
+
+    def before_train(self, learn) -> None:
+        self.task = self.bar.add_task("train", total=len(learn.train_dl), epoch=learn.epoch + 1,
+                                      epochs=learn.epochs)
+
+    def before_validate(self, learn) -> None:
+        self.bar.remove_task(self.task)
+        self.task = self.bar.add_task("valid", total=len(learn.valid_dl), epoch=learn.epoch + 1,
+                                      epochs=learn.epochs)
+
+    def after_batch(self, learn) -> None:
+        self.bar.advance(self.task)
+
+    def after_epoch(self, learn) -> None:
+        self.bar.stop()
+        self.print_row(learn.row)
+
+    def print_row(self, row: dict) -> None:
+        table = Table(box=None, show_header=self.rows_printed == 0, pad_edge=False)
+        for name in COLUMNS:
+            table.add_column(name, justify="right", min_width=10)
+        table.add_row(*(fmt.format(row[name]) for name, fmt in COLUMNS.items()))
+        self.console.print(table)
+        self.rows_printed += 1
+
+    def after_fit(self, learn) -> None:
+        if self.bar is not None:  # a cancelled epoch leaves it running
+            self.bar.stop()
+        if learn.stop_reason:
+            self.console.print(f"[bold red]stopped:[/] {learn.stop_reason}")
+

@@ -1,0 +1,89 @@
+"""Self-describing checkpoints: safetensors weights plus JSON metadata (config, normalisation,
+classes, versions); training state for resuming in a torch file of plain tensors. All writes are
+atomic (temporary file, then rename), so a crash never leaves a half-written file."""
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+FORMAT = "expt-checkpoint/1"
+META_KEYS = ("config", "classes", "mean", "std", "versions")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through `write(tmp_path)` and move the result into place in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import timm
+
+    from . import __version__
+    return {"expt": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version()}
+
+
+def save_model(path: Path, model: nn.Module, meta: dict) -> Path:
+    """Weights (contiguous, on the CPU) to safetensors, `meta` as JSON strings in its header."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, **{k: json.dumps(meta[k]) for k in META_KEYS}}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The weights and metadata of an expt checkpoint, or one clear CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the model.safetensors of a run folder")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} was not written by expt (format {header.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    try:
+        meta = {k: json.loads(header[k]) for k in META_KEYS}
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path} has damaged metadata ({e})") from e
+    return weights, meta
+
+
+def save_state(path: Path, state: dict) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path) -> dict:
+    """Training state saved by save_state; plain tensors and containers only (no pickled code)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume at {path}; pass a run folder that has last.pt")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for damaged or foreign files
+        raise CheckpointError(f"cannot resume from {path}: not an expt training state ({e})") from e

@@ -1,0 +1,143 @@
+"""The `expt` command: picks a subcommand, lets Hydra compose conf/, and reports user errors in one
+line (exit 2). Heavy imports (torch, timm) happen only inside the subcommand that needs them."""
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Optional
+
+COMMANDS = {
+    "train": "train the composed run and save metrics, summary and checkpoint",
+}
+USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
+HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
+               "--shell-completion", "-sc", "--multirun", "-m", "--version")
+
+
+def print_usage() -> None:
+    lines = [USAGE, "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "examples:", "  expt train", "  expt train arch=resnet epochs=20 optimizer.lr=2e-2",
+              "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job"]
+    print("\n".join(lines))
+
+
+def fail(message: str, code: int = 2) -> None:
+    from rich.console import Console
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+@dataclass
+class RunSchema:
+    """Types of the run-level settings in conf/config.yaml (group nodes are checked in build.py)."""
+
+    data: Any = None
+    arch: Any = None
+    optimizer: Any = None
+    schedule: Any = None
+    loss: Any = None
+    augment: Any = None
+    name: str = "run"
+    epochs: int = 5
+    bs: int = 1024
+    seed: int = 42
+    precision: str = "auto"
+    device: str = "auto"
+    channels_last: Any = "auto"
+    compile: bool = False
+    resume: Optional[str] = None
+
+
+def register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+    ConfigStore.instance().store(name="run_schema", node=RunSchema)
+
+
+def one_line(error: Exception) -> str:
+    """Hydra/OmegaConf messages span lines; keep what matters on one."""
+    from hydra.errors import MissingConfigException
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        group = (error.missing_cfg_file or "").split("/")[0]
+        return (f"unknown option {error.missing_cfg_file!r}; {group} options are: {', '.join(error.options)}")
+    if str(error).startswith("Could not override '"):
+        key = str(error).split("'")[1]
+        return f"unknown key {key!r}: the composed config has no such setting (check the spelling)"
+    text = str(error)
+    if error.__cause__ is not None:  # "Error merging override epochs=abc" says where; the cause says why
+        text += ": " + str(error.__cause__)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+    return " ".join(lines)
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Compose once without running, so a bad group option, key or type is one line (exit 2)."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    try:
+        with initialize_config_module("expt.conf", version_base="1.3"):
+            compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        hint = "; see `expt train --help` for groups and options"
+        fail(one_line(e) + hint)
+
+
+def run_command(command: str, args: list[str]) -> None:
+    import hydra
+    register_schema()
+    if not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
+        check_overrides(args)
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    def task(cfg) -> None:
+        from pathlib import Path
+
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+        from rich.console import Console
+
+        from .errors import ExptError
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        console = Console(highlight=False)
+        try:
+            summary = COMMAND_FUNCS[command](cfg, run_dir, console)
+        except ExptError as e:
+            fail(str(e), e.exit_code)
+        console.print(f"outputs: {run_dir}")
+        if summary.get("status") == "interrupted":
+            fail(f"interrupted; weights saved, resume with `expt train resume={run_dir}` and the same overrides",
+                 130)
+        if summary.get("status") == "diverged":
+            fail(f"training diverged; the last good checkpoint is in {run_dir}", 1)
+
+    sys.argv = [f"expt {command}", *args]
+    task()
+
+
+def _train(cfg, run_dir, console):
+    from .train import train
+    return train(cfg, run_dir, console)
+
+
+COMMAND_FUNCS = {"train": _train}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print_usage()
+        return
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+        print(f"expt {__version__}")
+        return
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}; commands are: {', '.join(COMMANDS)} (expt --help)")
+    run_command(command, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Architectures: builder functions `name(n_in, n_out, ...) -> nn.Module`."""

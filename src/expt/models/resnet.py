@@ -1,0 +1,27 @@
+"""ResNets from lesson 18 of the fast.ai 2022 course (notebooks 13_resnet and 14_augment)."""
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .layers import ResBlock, init_weights
+
+
+def head(nf: int, n_out: int) -> list[nn.Module]:
+    return [nn.Flatten(), nn.Linear(nf, n_out, bias=False), nn.BatchNorm1d(n_out)]
+
+
+def resnet(n_in: int, n_out: int, nfs: Sequence[int] = (8, 16, 32, 64, 128, 256)) -> nn.Sequential:
+    """The first ResNet: a stride-1 block, then stride-2 blocks down to a 1x1 grid (28 px in:
+    28 -> 14 -> 7 -> 4 -> 2 -> 1), flatten, linear, BatchNorm1d."""
+    layers = [ResBlock(n_in, nfs[0], stride=1)]
+    layers += [ResBlock(a, b, stride=2) for a, b in zip(nfs[:-1], nfs[1:])]
+    return init_weights(nn.Sequential(*layers, *head(nfs[-1], n_out)))
+
+
+def resnet_k5(n_in: int, n_out: int, nfs: Sequence[int] = (16, 32, 64, 128, 256)) -> nn.Sequential:
+    """The lesson's best Fashion-MNIST model: a 5x5 first block, stride-2 stages, then global
+    average pooling, linear, BatchNorm1d (works at any input size)."""
+    layers = [ResBlock(n_in, nfs[0], stride=1, ks=5)]
+    layers += [ResBlock(a, b, stride=2) for a, b in zip(nfs[:-1], nfs[1:])]
+    return init_weights(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), *head(nfs[-1], n_out)))

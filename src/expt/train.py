@@ -1,0 +1,98 @@
+"""`expt train`: build the run, fit it, write metrics, summary and checkpoints into the run folder."""
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from .build import Run, build_run, resolved
+from .callbacks import AugmentCB, CheckpointCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
+from .checkpoint import atomic_write, load_state, save_model, versions
+from .errors import CheckpointError
+from .learner import Learner
+
+MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
+
+
+def restore(run: Run, cfg: dict, source: str) -> tuple[int, list[dict]]:
+    """Load the training state of an earlier run of the same recipe; returns (epochs done, rows)."""
+    state = load_state(Path(source))
+    before = json.loads(state["config"])
+    changed = [k for k in MUST_MATCH_ON_RESUME if before.get(k) != cfg.get(k)]
+    if changed:
+        raise CheckpointError(f"cannot resume from {source}: it was trained with other {', '.join(changed)}; "
+                              "resume with the same overrides as the original run")
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["opt"])
+    run.sched.load_state_dict(state["sched"])
+    run.train_dl.load_state_dict(state["train_dl"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and run.device.type == "cuda":
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["epochs_done"], state["history"]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated by tensors, or the process's peak resident memory on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(cfg, run_dir: Path, console: Console) -> dict:
+    """Train the composed run; returns the summary (also written to run_dir/summary.json)."""
+    run = build_run(cfg)
+    config = resolved(cfg)
+    start_epoch, history = restore(run, config, cfg.resume) if cfg.resume else (0, [])
+    meta = {"config": config, "classes": run.data.classes, "mean": list(run.data.mean),
+            "std": list(run.data.std), "versions": versions()}
+    metrics = MetricsCB(history)
+    checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
+                              metrics.history, extra={"config": json.dumps(config)})
+    callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint]
+    if run.precision != "fp32":
+        callbacks.append(PrecisionCB(run.precision, run.device.type))
+    if run.augment is not None:
+        callbacks.append(AugmentCB(run.augment))
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks)
+
+    params = sum(p.numel() for p in run.model.parameters())
+    console.print(f"[bold]expt train[/] {cfg.name}: {params:,} parameters, {len(run.data.train_x):,} train / "
+                  f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
+                  f"epochs {start_epoch + 1}-{cfg.epochs}")
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
+    status, start = "ok", time.perf_counter()
+    try:
+        learn.fit(cfg.epochs, start_epoch=start_epoch)
+        if learn.stop_reason:
+            status = "diverged"
+    except KeyboardInterrupt:
+        # Keep the weights as they are; last.pt still holds the last finished epoch to resume from.
+        save_model(run_dir / "model.safetensors", run.model, meta)
+        status = "interrupted"
+    seconds = time.perf_counter() - start
+    summary = summarize(metrics.history, start_epoch, seconds, status, run, params)
+    atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+    return summary
+
+
+def summarize(history: list[dict], start_epoch: int, seconds: float, status: str, run: Run,
+              params: int) -> dict:
+    last = history[-1] if history else {}
+    epochs_run = len(history) - start_epoch
+    summary = {
+        "status": status,
+        "val/acc": last.get("val/acc"), "val/loss": last.get("val/loss"), "train/loss": last.get("train/loss"),
+        "best/val/acc": max((row["val/acc"] for row in history), default=None),
+        "epochs": len(history), "seconds": seconds,
+        "seconds_per_epoch": seconds / epochs_run if epochs_run > 0 else None,
+        "peak_mem_mb": peak_memory_mb(run.device), "params": params,
+        "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
+        "precision": run.precision,
+    }
+    summary.update({f"versions/{k}": v for k, v in versions().items()})
+    return summary
