@@ -20,7 +20,8 @@ from torch import nn
 
 from .data import ImageData
 from .data.loaders import DeviceLoader
-from .errors import ConfigError, ExptError
+from .checkpoint import read_checkpoint
+from .errors import CheckpointError, ConfigError, ExptError
 from .models.layers import Normalize
 
 GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment")
@@ -143,10 +144,22 @@ class Run:
     precision: str
 
 
-def build_model(cfg: DictConfig, data: ImageData) -> nn.Module:
-    """The arch's body for the data's channels and classes, behind the data's normalisation."""
-    body = make("arch", cfg.arch)(n_in=data.n_channels, n_out=data.n_classes)
-    return nn.Sequential(OrderedDict(norm=Normalize(data.mean, data.std), body=body))
+def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int) -> nn.Module:
+    """The arch's body for len(mean) input channels and n_out classes, behind the normalisation."""
+    body = make("arch", arch)(n_in=len(mean), n_out=n_out)
+    return nn.Sequential(OrderedDict(norm=Normalize(mean, std), body=body))
+
+
+def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle."""
+    weights, meta = read_checkpoint(path)
+    model = build_model(OmegaConf.create(meta["config"]["arch"]), meta["mean"], meta["std"], len(meta["classes"]))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit its stored arch "
+                              f"({str(e).splitlines()[0]})") from e
+    return model.eval(), meta
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -162,7 +175,7 @@ def build_run(cfg: DictConfig) -> Run:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
     data = make("data", cfg.data)
-    model = build_model(cfg, data).to(device, memory_format=torch.channels_last if channels_last else
+    model = build_model(cfg.arch, data.mean, data.std, data.n_classes).to(device, memory_format=torch.channels_last if channels_last else
                                       torch.contiguous_format)
     loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
     train_dl = DeviceLoader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)

@@ -31,11 +31,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def versions() -> dict[str, str]:
     import platform
-
-    import timm
+    from importlib.metadata import version
 
     from . import __version__
-    return {"expt": __version__, "torch": torch.__version__, "timm": timm.__version__,
+    return {"expt": __version__, "torch": torch.__version__, "timm": version("timm"),
             "python": platform.python_version()}
 
 

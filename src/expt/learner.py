@@ -7,8 +7,8 @@ rest of that batch, epoch, or the whole fit: the matching after_* event still ru
 exception (a higher-level cancel, an error, Ctrl-C) skips the after_* events it passes through.
 """
 
-from collections.abc import Iterable
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from operator import attrgetter
 
 import torch
@@ -49,11 +49,11 @@ class Learner:
             if method is not None:
                 method(self)
 
-    @contextmanager
-    def _event(self, name: str, cancel: type[Exception]):
+    def _stage(self, name: str, cancel: type[Exception], body: Callable[[], None]) -> None:
+        """before_{name}, body, after_{name}; `cancel` ends the stage early but keeps after_{name}."""
         try:
             self.callback(f"before_{name}")
-            yield
+            body()
         except cancel:
             pass
         self.callback(f"after_{name}")
@@ -61,21 +61,27 @@ class Learner:
     def fit(self, epochs: int, start_epoch: int = 0) -> "Learner":
         """Train for epochs start_epoch..epochs-1, validating after each."""
         self.epochs, self.start_epoch = epochs, start_epoch
-        with self._event("fit", CancelFitException):
-            for self.epoch in range(start_epoch, epochs):
-                with self._event("epoch", CancelEpochException):
-                    self.one_epoch(train=True)
-                    self.one_epoch(train=False)
+        self._stage("fit", CancelFitException, self._epochs)
         return self
+
+    def _epochs(self) -> None:
+        for self.epoch in range(self.start_epoch, self.epochs):
+            self._stage("epoch", CancelEpochException, self._train_and_validate)
+
+    def _train_and_validate(self) -> None:
+        self.one_epoch(train=True)
+        self.one_epoch(train=False)
 
     def one_epoch(self, train: bool) -> None:
         self.training = train
         self.model.train(train)
         self.dl = self.train_dl if train else self.valid_dl
-        with self._event("train" if train else "validate", CancelEpochException), torch.set_grad_enabled(train):
-            for self.iter, (self.xb, self.yb) in enumerate(self.dl):
-                with self._event("batch", CancelBatchException):
-                    self.one_batch()
+        with torch.set_grad_enabled(train):
+            self._stage("train" if train else "validate", CancelEpochException, self._batches)
+
+    def _batches(self) -> None:
+        for self.iter, (self.xb, self.yb) in enumerate(self.dl):
+            self._stage("batch", CancelBatchException, self.one_batch)
 
     def one_batch(self) -> None:
         with self.autocast:

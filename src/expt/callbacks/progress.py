@@ -22,7 +22,8 @@ class ProgressCB(Callback):
     def before_epoch(self, learn) -> None:
         self.bar = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
                             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
+                            TimeElapsedColumn(), console=self.console, transient=True,
+                            disable=not self.console.is_terminal)  # no bar in logs and pipes
         self.bar.start()
 
     def before_train(self, learn) -> None:

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny Fashion-MNIST look-alikes in the real IDX format, and a CLI runner."""
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def idx_bytes(array: torch.Tensor) -> bytes:
+    """An IDX file of unsigned bytes: magic 0x00000803 (3 dims) etc., big-endian sizes, then data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.to(torch.uint8).contiguous().numpy().tobytes()
+
+
+def write_idx(path: Path, array: torch.Tensor, gz: bool = True) -> Path:
+    data = idx_bytes(array)
+    path = Path(str(path) + ".gz") if gz else Path(path)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def fake_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """28x28 noise images whose label sets the row of a bright bar (learnable in a few steps)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.randint(0, 60, (n, 28, 28), generator=g)
+    for label in range(10):
+        x[y == label, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
+    return x.to(torch.uint8), y.to(torch.uint8)
+
+
+def make_fashion_mnist(folder: Path, n_train: int = 512, n_valid: int = 256, gz: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (train_x, train_y), (valid_x, valid_y) = fake_images(n_train, 0), fake_images(n_valid, 1)
+    for name, array in zip(FILES, (train_x, train_y, valid_x, valid_y)):
+        write_idx(folder / name, array, gz=gz)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir(tmp_path_factory) -> Path:
+    return make_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch) -> dict:
+    """An environment where no real copy of the data can be found by accident."""
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "EXPT_DATA": str(tmp_path / "no_data"),
+           "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_expt(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the `expt` command in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "expt.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available()

@@ -1,0 +1,178 @@
+"""`expt` end to end in fresh processes, on generated IDX fixtures."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from safetensors import safe_open
+
+from conftest import FILES, SHARED_DATA, has_cuda, make_fashion_mnist, run_expt
+from expt.build import model_from_checkpoint
+from expt.errors import CheckpointError
+
+SUMMARY_KEYS = {"val/acc", "val/loss", "train/loss", "epochs", "seconds", "seconds_per_epoch", "peak_mem_mb",
+                "params", "device", "versions/torch", "versions/expt", "status"}
+
+
+def train(tmp_path, fmnist_dir, env, *overrides, run="run"):
+    args = ["train", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={tmp_path / run}", *overrides]
+    return run_expt(args, cwd=tmp_path, env=env)
+
+
+def assert_user_error(result, *phrases):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+def test_help_is_light_and_lists_commands():
+    code = ("import sys; from expt.cli import main; main(['--help']); "
+            "assert 'torch' not in sys.modules and 'hydra' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "usage: expt" in result.stdout
+
+
+def test_train_help_lists_groups_and_options(tmp_path):
+    result = run_expt(["train", "--help"], cwd=tmp_path)
+    assert result.returncode == 0
+    for line in ("arch: resnet, resnet_k5", "optimizer: adamw, lamb, sgd", "schedule: constant, cosine, one_cycle",
+                 "loss: cross_entropy, label_smoothing", "augment: none", "data: fashion_mnist", "debug: fast"):
+        assert line in result.stdout
+
+
+def test_cfg_job_shows_overrides(tmp_path):
+    result = run_expt(["train", "--cfg", "job", "epochs=20", "optimizer.lr=2e-2"], cwd=tmp_path)
+    assert result.returncode == 0 and "epochs: 20" in result.stdout and "lr: 0.02" in result.stdout
+
+
+def test_train_end_to_end(tmp_path, fmnist_dir, isolated_env):
+    result = train(tmp_path, fmnist_dir, isolated_env, "epochs=2")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    assert f"outputs: {run}" in result.stdout and "val/acc" in result.stdout
+    assert {"config.yaml", "metrics.csv", "summary.json", "model.safetensors", "last.pt"} <= {
+        p.name for p in run.iterdir()}
+    assert "epochs: 2" in (run / "config.yaml").read_text() and "${" not in (run / "config.yaml").read_text()
+
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and (metrics["seconds"] > 0).all()
+    assert {"train/loss", "val/loss", "val/acc"} <= set(metrics.columns)
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["status"] == "ok" and summary["epochs"] == 2
+    assert summary["val/acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
+    assert summary["device"] == "cpu" and summary["params"] > 100_000
+    assert metrics["train/loss"].iloc[-1] < metrics["train/loss"].iloc[0] < 3  # it learns
+
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        header = f.metadata()
+    assert json.loads(header["classes"])[9] == "Ankle boot" and len(json.loads(header["mean"])) == 1
+    model, meta = model_from_checkpoint(run / "model.safetensors")
+    assert meta["config"]["epochs"] == 2
+    x = torch.rand(4, 1, 28, 28)
+    again, _ = model_from_checkpoint(run / "model.safetensors")
+    assert torch.equal(model(x), again(x)) and model(x).shape == (4, 10)
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        model_from_checkpoint(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        model_from_checkpoint(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("override,phrases", [
+    ("arch=nope", ["unknown option 'arch/nope'", "resnet_k5"]),
+    ("optimizer=adam", ["unknown option 'optimizer/adam'", "adamw"]),
+    ("epochs=abc", ["epochs=abc", "Integer"]),
+    ("epocs=3", ["unknown key 'epocs'"]),
+    ("optimizer.lr=fast", ["optimizer.lr='fast'", "float"]),
+    ("precision=fp8", ["precision='fp8'"]),
+    ("epochs=0", ["epochs=0 must be at least 1"]),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path, fmnist_dir, isolated_env, override, phrases):
+    assert_user_error(train(tmp_path, fmnist_dir, isolated_env, override), *phrases)
+
+
+def test_missing_data_is_one_line_exit_2(tmp_path, isolated_env):
+    result = run_expt(["train", "debug=fast", "data.download=false", f"data.root={tmp_path / 'nothing'}",
+                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
+    assert_user_error(result, "Fashion-MNIST not found", str(tmp_path / "nothing"), "apt install")
+
+
+def test_malformed_data_is_one_line_exit_2(tmp_path, isolated_env):
+    folder = make_fashion_mnist(tmp_path / "fm", n_train=64, n_valid=32)
+    images = folder / (FILES[0] + ".gz")
+    images.write_bytes(images.read_bytes()[:-500])
+    result = run_expt(["train", "debug=fast", f"data.root={folder}", f"hydra.run.dir={tmp_path / 'run'}"],
+                      cwd=tmp_path, env=isolated_env)
+    assert_user_error(result, str(images))
+
+
+def test_divergence_stops_with_message(tmp_path, fmnist_dir, isolated_env):
+    result = train(tmp_path, fmnist_dir, isolated_env, "optimizer=sgd", "optimizer.lr=1e30", "epochs=2")
+    assert result.returncode == 1 and "diverged" in result.stderr and "Traceback" not in result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir, isolated_env):
+    common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=4", "data.train_subset=512"]
+    full = run_expt([*common, f"hydra.run.dir={tmp_path / 'full'}"], cwd=tmp_path, env=isolated_env)
+    assert full.returncode == 0, full.stderr
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "expt.cli", *common, f"hydra.run.dir={cut}"], cwd=tmp_path,
+                            env=isolated_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (cut / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume" in err and json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
+    assert (cut / "model.safetensors").exists()
+
+    resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path,
+                       env=isolated_env)
+    assert resumed.returncode == 0, resumed.stderr
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")
+    assert list(b["epoch"]) == [1, 2, 3, 4]
+    assert b["val/loss"].tolist() == pytest.approx(a["val/loss"].tolist(), rel=1e-5)
+
+
+def test_resume_refuses_another_recipe(tmp_path, fmnist_dir, isolated_env):
+    assert train(tmp_path, fmnist_dir, isolated_env, run="first").returncode == 0
+    result = train(tmp_path, fmnist_dir, isolated_env, "arch=resnet", f"resume={tmp_path / 'first'}")
+    assert_user_error(result, "cannot resume", "arch")
+    assert_user_error(train(tmp_path, fmnist_dir, isolated_env, f"resume={tmp_path}"), "nothing to resume")
+
+
+@pytest.mark.skipif(not has_cuda(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
+def test_train_on_gpu_uses_bf16(tmp_path, fmnist_dir, isolated_env):
+    result = train(tmp_path, fmnist_dir, isolated_env, "device=cuda", "epochs=2")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "bf16" and summary["peak_mem_mb"] > 0 and summary["status"] == "ok"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion_mnist").is_dir(), reason="needs ../shared/data/fashion_mnist")
+@pytest.mark.realdata
+def test_real_fashion_mnist_subset_learns(tmp_path, isolated_env):
+    env = {**isolated_env, "EXPT_DATA": str(SHARED_DATA)}
+    result = run_expt(["train", "device=cpu", "epochs=2", "bs=128", "data.train_subset=4096",
+                       "data.valid_subset=1000", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["val/acc"] > 0.6  # chance is 0.1

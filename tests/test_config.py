@@ -1,0 +1,107 @@
+"""Every option of every group composes, passes the signature check and builds."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from expt.build import build_model, check_groups, make
+from expt.cli import register_schema
+from expt.data import ImageData
+from expt.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[1] / "src" / "expt" / "conf"
+GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def composed(overrides: list[str]):
+    register_schema()
+    with initialize_config_module("expt.conf", version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def tiny_data() -> ImageData:
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(4)
+    return ImageData(x, y, x, y, classes=[str(i) for i in range(10)], mean=(0.3,), std=(0.35,))
+
+
+ALL = [(group, option) for group in GROUPS for option in options(group)]
+
+
+def test_every_group_has_options():
+    assert all(options(group) for group in GROUPS)
+    assert {"resnet", "resnet_k5"} <= set(options("arch"))
+    assert {"adamw", "sgd", "lamb"} <= set(options("optimizer"))
+    assert {"one_cycle", "cosine", "constant"} <= set(options("schedule"))
+    assert {"cross_entropy", "label_smoothing"} <= set(options("loss"))
+
+
+@pytest.mark.parametrize("group,option", ALL, ids=[f"{g}={o}" for g, o in ALL])
+def test_option_composes_and_builds(group, option):
+    cfg = composed([f"{group}={option}"])
+    check_groups(cfg)
+    data = tiny_data()
+    model = build_model(cfg.arch, data.mean, data.std, data.n_classes)
+    opt = make("optimizer", cfg.optimizer)(model.parameters())
+    sched = make("schedule", cfg.schedule)(opt, total_steps=20)
+    loss = make("loss", cfg.loss)
+    out = model(torch.rand(4, 1, 28, 28))
+    loss(out, torch.arange(4)).backward()
+    opt.step()
+    sched.step()
+    assert out.shape == (4, 10)
+
+
+def test_default_is_the_course_recipe():
+    cfg = composed([])
+    assert cfg.arch._target_.endswith("resnet_k5") and cfg.optimizer._target_.endswith("AdamW")
+    assert cfg.optimizer.lr == 1e-2 and cfg.schedule._target_.endswith("one_cycle")
+    assert (cfg.epochs, cfg.bs) == (5, 1024) and cfg.data._target_.endswith("fashion_mnist.load")
+
+
+def test_debug_fast_runs_small_on_the_cpu():
+    cfg = composed(["debug=fast"])
+    assert cfg.device == "cpu" and cfg.epochs == 1 and cfg.data.train_subset <= 512
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optimizer.lr=abc", "optimizer.lr='abc' has the wrong type: expected float"),
+    ("optimizer.betas=[0.9]", "expected a list of 2 float"),
+    ("+optimizer.momentum_typo=1", "optimizer has no option 'momentum_typo'"),
+    ("arch.nfs=abc", "arch.nfs='abc' has the wrong type"),
+    ("data.train_subset=1.5", "data.train_subset=1.5 has the wrong type: expected int or None"),
+])
+def test_signature_check_names_the_mistake(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        check_groups(composed([override]))
+
+
+def test_schedules_peak_at_optimizer_lr():
+    for option in ("one_cycle", "cosine", "constant"):
+        cfg = composed([f"schedule={option}", "optimizer.lr=0.5"])
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+        sched = make("schedule", cfg.schedule)(opt, total_steps=100)
+        lrs = []
+        for _ in range(100):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert max(lrs) == pytest.approx(0.5, rel=1e-3), option
+        if option != "constant":
+            assert lrs[0] < 0.5 and lrs[-1] < 0.05, option
+
+
+def test_one_cycle_survives_tiny_runs():
+    cfg = composed([])
+    for steps in (1, 2, 3, 4, 5):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = make("schedule", cfg.schedule)(opt, total_steps=steps)
+        for _ in range(steps):
+            opt.step()
+            sched.step()
