@@ -94,3 +94,10 @@ def test_channel_stats_per_channel():
     x = torch.stack([torch.full((2, 4, 4), 0), torch.full((2, 4, 4), 255)], dim=1).to(torch.uint8)
     mean, std = channel_stats(x, chunk=1)
     assert mean == pytest.approx((0.0, 1.0)) and std == pytest.approx((0.0, 0.0), abs=1e-6)
+
+
+def test_labels_out_of_range_are_a_clear_error(tmp_path):
+    folder = make_fashion_mnist(tmp_path / "fm", n_train=8, n_valid=4)
+    write_idx(folder / FILES[1], torch.full((8,), 12, dtype=torch.uint8))
+    with pytest.raises(DataError, match="label 12"):
+        load(root=str(folder), download=False)

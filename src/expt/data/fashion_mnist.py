@@ -97,6 +97,9 @@ def load(root: str | None = None, train_subset: int | None = None, valid_subset:
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(f"{files[split + '_x'].parent}: {split} images {tuple(x.shape)} and labels "
                             f"{tuple(y.shape)} do not match; fetch the official files again")
+        if len(y) and int(y.max()) >= len(CLASSES):
+            raise DataError(f"{files[split + '_y']}: label {int(y.max())} is not one of the 10 classes; "
+                            "fetch the official files again")
     train_x, valid_x = arrays["train_x"].unsqueeze(1), arrays["valid_x"].unsqueeze(1)
     mean, std = channel_stats(train_x)
     return ImageData(
