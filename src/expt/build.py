@@ -8,7 +8,7 @@ import inspect
 import types
 import typing
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from .data import ImageData
 from .data.loaders import DeviceLoader
@@ -27,6 +28,7 @@ from .models.layers import Normalize
 GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment")
 SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -91,10 +93,21 @@ def check_node(group: str, node: dict) -> None:
             raise ConfigError(f"{group}.{key}={value!r} has the wrong type: expected {_hint_name(hints[key])}")
 
 
+LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
+
+
+def group_node(cfg: DictConfig, group: str) -> DictConfig:
+    """A group's node, with optimizer.lr=auto replaced by a placeholder number."""
+    node = cfg[group]
+    if group == "optimizer" and node.get("lr") == "auto":
+        node = OmegaConf.merge(node, {"lr": LR_PLACEHOLDER})
+    return node
+
+
 def check_groups(cfg: DictConfig) -> None:
     """Check every group node against its builder before anything slow (data loading) starts."""
     for group in GROUPS:
-        check_node(group, OmegaConf.to_container(cfg[group], resolve=True))
+        check_node(group, OmegaConf.to_container(group_node(cfg, group), resolve=True))
 
 
 def make(group: str, node: DictConfig) -> Any:
@@ -105,6 +118,15 @@ def make(group: str, node: DictConfig) -> Any:
         if isinstance(e.__cause__, ExptError):
             raise e.__cause__ from None
         raise ConfigError(f"{group}: {e}".replace("\n", " ")) from e
+
+
+def check_lr_find(node: DictConfig) -> None:
+    if node.suggestion not in LR_SUGGESTIONS:
+        raise ConfigError(f"lr_find.suggestion={node.suggestion!r} is not one of {', '.join(LR_SUGGESTIONS)}")
+    if not 0 < node.start < node.end:
+        raise ConfigError(f"lr_find needs 0 < start < end (got start={node.start}, end={node.end})")
+    if node.steps < 3:
+        raise ConfigError(f"lr_find.steps={node.steps} must be at least 3")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,12 +158,31 @@ class Run:
     net: nn.Module    # what the learner calls: `model`, or its compiled version
     loss: nn.Module
     opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
     augment: nn.Module | None
     train_dl: DeviceLoader
     valid_dl: DeviceLoader
     device: torch.device
     precision: str
+    schedule: Callable[..., LRScheduler]  # schedule(optimizer, total_steps=...)
+    total_steps: int
+    lr_auto: bool  # optimizer.lr=auto: find the lr first, then start_schedule(lr)
+    sched: LRScheduler | None = None
+    peak_lr: float | None = None
+
+    def start_schedule(self, lr: float | None = None) -> LRScheduler:
+        """Build the lr schedule, after making `lr` (when given) the optimizer's peak lr."""
+        if lr is not None:
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+        self.peak_lr = self.opt.param_groups[0]["lr"]
+        self.sched = self.schedule(self.opt, total_steps=self.total_steps)
+        return self.sched
+
+    def step_callbacks(self) -> list:
+        """The callbacks that shape every training step of this run: mixed precision, augmentation."""
+        from .callbacks import AugmentCB, PrecisionCB
+        callbacks = [PrecisionCB(self.precision, self.device.type)] if self.precision != "fp32" else []
+        return callbacks + ([AugmentCB(self.augment)] if self.augment is not None else [])
 
 
 def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int) -> nn.Module:
@@ -167,6 +208,7 @@ def build_run(cfg: DictConfig) -> Run:
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
     check_groups(cfg)
+    check_lr_find(cfg.lr_find)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
@@ -180,11 +222,15 @@ def build_run(cfg: DictConfig) -> Run:
     loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
     train_dl = DeviceLoader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
     valid_dl = DeviceLoader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
-    opt = make("optimizer", cfg.optimizer)(model.parameters())
-    sched = make("schedule", cfg.schedule)(opt, total_steps=cfg.epochs * len(train_dl))
-    return Run(data=data, model=model, net=torch.compile(model) if cfg.compile else model,
-               loss=make("loss", cfg.loss).to(device), opt=opt, sched=sched, augment=make("augment", cfg.augment),
-               train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision)
+    opt = make("optimizer", group_node(cfg, "optimizer"))(model.parameters())
+    run = Run(data=data, model=model, net=torch.compile(model) if cfg.compile else model,
+              loss=make("loss", cfg.loss).to(device), opt=opt, augment=make("augment", cfg.augment),
+              train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision,
+              schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
+              lr_auto=cfg.optimizer.get("lr") == "auto")
+    if not run.lr_auto:
+        run.start_schedule()
+    return run
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -2,11 +2,12 @@
 line (exit 2). Heavy imports (torch, timm) happen only inside the subcommand that needs them."""
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 COMMANDS = {
     "train": "train the composed run and save metrics, summary and checkpoint",
+    "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
 }
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -17,6 +18,8 @@ def print_usage() -> None:
     lines = [USAGE, "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     lines += ["", "examples:", "  expt train", "  expt train arch=resnet epochs=20 optimizer.lr=2e-2",
+              "  expt lr_find                    # then: expt train optimizer.lr=<suggestion>",
+              "  expt train optimizer.lr=auto    # find the lr first, then train with it",
               "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job"]
     print("\n".join(lines))
 
@@ -25,6 +28,14 @@ def fail(message: str, code: int = 2) -> None:
     from rich.console import Console
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
     sys.exit(code)
+
+
+@dataclass
+class LRFindSchema:
+    start: float = 1e-7
+    end: float = 10.0
+    steps: int = 100
+    suggestion: str = "valley"
 
 
 @dataclass
@@ -46,6 +57,7 @@ class RunSchema:
     channels_last: Any = "auto"
     compile: bool = False
     resume: Optional[str] = None
+    lr_find: LRFindSchema = field(default_factory=LRFindSchema)
 
 
 def register_schema() -> None:
@@ -121,7 +133,12 @@ def _train(cfg, run_dir, console):
     return train(cfg, run_dir, console)
 
 
-COMMAND_FUNCS = {"train": _train}
+def _lr_find(cfg, run_dir, console):
+    from .lr_find import lr_find
+    return lr_find(cfg, run_dir, console)
+
+
+COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,10 +9,11 @@ import torch
 from rich.console import Console
 
 from .build import Run, build_run, resolved
-from .callbacks import AugmentCB, CheckpointCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
+from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
 from .checkpoint import atomic_write, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
+from .lr_find import find_lr, report
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
 
@@ -27,6 +28,8 @@ def restore(run: Run, cfg: dict, source: str) -> tuple[int, list[dict]]:
                               "resume with the same overrides as the original run")
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["opt"])
+    if run.sched is None:  # optimizer.lr=auto: the lr the first run found
+        run.start_schedule(state["lr"])
     run.sched.load_state_dict(state["sched"])
     run.train_dl.load_state_dict(state["train_dl"])
     torch.set_rng_state(state["torch_rng"])
@@ -47,16 +50,17 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     run = build_run(cfg)
     config = resolved(cfg)
     start_epoch, history = restore(run, config, cfg.resume) if cfg.resume else (0, [])
+    if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder picks the peak lr
+        found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
+        report(found, run_dir, console)
+        run.start_schedule(found.lr)
     meta = {"config": config, "classes": run.data.classes, "mean": list(run.data.mean),
             "std": list(run.data.std), "versions": versions()}
     metrics = MetricsCB(history)
     checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
-                              metrics.history, extra={"config": json.dumps(config)})
-    callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint]
-    if run.precision != "fp32":
-        callbacks.append(PrecisionCB(run.precision, run.device.type))
-    if run.augment is not None:
-        callbacks.append(AugmentCB(run.augment))
+                              metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
+    callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
+                 *run.step_callbacks()]
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks)
 
     params = sum(p.numel() for p in run.model.parameters())
@@ -92,7 +96,7 @@ def summarize(history: list[dict], start_epoch: int, seconds: float, status: str
         "seconds_per_epoch": seconds / epochs_run if epochs_run > 0 else None,
         "peak_mem_mb": peak_memory_mb(run.device), "params": params,
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
-        "precision": run.precision,
+        "precision": run.precision, "lr": run.peak_lr, "lr_auto": run.lr_auto,
     }
     summary.update({f"versions/{k}": v for k, v in versions().items()})
     return summary

@@ -1,0 +1,117 @@
+"""`expt lr_find`: a learning-rate range test on the run `expt train` would build, with suggestions,
+a table, lr_find.json and lr_find.png; also used by `expt train optimizer.lr=auto`."""
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .build import LR_SUGGESTIONS as SUGGESTIONS
+from .build import Run
+from .callbacks.lr_find import LRFinderCB
+from .checkpoint import atomic_write
+from .errors import ExptError
+from .learner import Learner
+
+
+def valley(losses: list[float]) -> int:
+    """Index in the middle of the longest descent (longest decreasing subsequence) before the minimum."""
+    end = min(range(len(losses)), key=losses.__getitem__)
+    length = [1] * (end + 1)  # length[i]: longest decreasing run ending at i
+    start_of = list(range(end + 1))
+    for i in range(1, end + 1):
+        for j in range(i):
+            # the longest chain; among equals, the one that starts last (the end of a plateau)
+            if losses[i] < losses[j] and (length[j] + 1, start_of[j]) > (length[i], start_of[i]):
+                length[i], start_of[i] = length[j] + 1, start_of[j]
+    last = max(range(end + 1), key=lambda i: (length[i], start_of[i]))
+    return (start_of[last] + last) // 2
+
+
+def steep(lrs: list[float], losses: list[float]) -> int:
+    """Index of the steepest fall of the loss against log(lr) before the minimum, measured over a
+    window of 5% of the points so that the noisy first batches do not win."""
+    end = min(range(len(losses)), key=losses.__getitem__)
+    width = max(1, min(len(losses) // 20, end))
+    if end == 0:
+        return 0
+    starts = range(end - width + 1)
+    slope = [(losses[i + width] - losses[i]) / math.log(lrs[i + width] / lrs[i]) for i in starts]
+    return min(starts, key=slope.__getitem__) + width // 2
+
+
+def suggest(lrs: list[float], losses: list[float]) -> dict[str, float]:
+    minimum = min(range(len(losses)), key=losses.__getitem__)
+    return {"valley": lrs[valley(losses)], "steep": lrs[steep(lrs, losses)],
+            "minimum/10": lrs[minimum] / 10}
+
+
+@dataclass
+class LRFindResult:
+    lrs: list[float]
+    losses: list[float]
+    suggestions: dict[str, float] = field(default_factory=dict)
+    recommended: str = "valley"
+    stop_reason: str = ""
+
+    @property
+    def lr(self) -> float:
+        return self.suggestions[self.recommended]
+
+
+def find_lr(run: Run, start: float, end: float, steps: int, recommended: str = "valley") -> LRFindResult:
+    """Run the range test on `run`'s model, optimizer and batches; they are restored afterwards."""
+    finder = LRFinderCB(start=start, end=end, steps=steps, stateful=(run.train_dl,))
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, [finder, *run.step_callbacks()])
+    learn.fit(math.ceil(steps / len(run.train_dl)))
+    if len(finder.losses) < 3:
+        raise ExptError(f"the lr finder stopped after {len(finder.losses)} batches ({finder.stop_reason}); "
+                        "lower lr_find.start or use more data")
+    lrs = finder.lrs[: len(finder.losses)]
+    return LRFindResult(lrs, finder.losses, suggest(lrs, finder.losses), recommended, finder.stop_reason)
+
+
+def report(result: LRFindResult, run_dir: Path, console: Console) -> None:
+    """The suggestions table, lr_find.json and lr_find.png."""
+    table = Table(title=f"lr finder: {len(result.lrs)} batches, {result.stop_reason}")
+    table.add_column("suggestion")
+    table.add_column("lr", justify="right")
+    for name in [result.recommended] + [n for n in SUGGESTIONS if n != result.recommended]:
+        mark = " (recommended)" if name == result.recommended else ""
+        table.add_row(f"{name}{mark}", f"{result.suggestions[name]:.2e}")
+    console.print(table)
+    data = {"lrs": result.lrs, "losses": result.losses, "suggestions": result.suggestions,
+            "recommended": result.recommended, "lr": result.lr, "stop_reason": result.stop_reason}
+    atomic_write(run_dir / "lr_find.json", lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
+    plot(result, run_dir / "lr_find.png")
+
+
+def plot(result: LRFindResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.lrs, result.losses)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)", title="lr finder")
+    for (name, lr), marker in zip(result.suggestions.items(), "o^s"):
+        loss = result.losses[min(range(len(result.lrs)), key=lambda i: abs(math.log(result.lrs[i] / lr)))]
+        ax.plot([lr], [loss], marker, label=f"{name}: {lr:.1e}" + (" *" if name == result.recommended else ""))
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def lr_find(cfg, run_dir: Path, console: Console) -> dict:
+    """The `expt lr_find` command."""
+    from .build import build_run
+    run = build_run(cfg)
+    console.print(f"[bold]expt lr_find[/] {cfg.name}: lr {cfg.lr_find.start:g} to {cfg.lr_find.end:g} over up to "
+                  f"{cfg.lr_find.steps} batches of {cfg.bs}, {run.device} {run.precision}")
+    result = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
+    report(result, run_dir, console)
+    return {"status": "ok", "lr": result.lr}
