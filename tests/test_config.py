@@ -12,7 +12,7 @@ from expt.data import ImageData
 from expt.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "expt" / "conf"
-GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "debug"]
+GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "experiment", "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -40,6 +40,8 @@ def test_every_group_has_options():
     assert {"adamw", "sgd", "lamb"} <= set(options("optimizer"))
     assert {"one_cycle", "cosine", "constant"} <= set(options("schedule"))
     assert {"cross_entropy", "label_smoothing"} <= set(options("loss"))
+    assert {"none", "crop_flip", "random_erase", "random_copy", "crop_flip_erase"} <= set(options("augment"))
+    assert {"flip", "flip_shift"} <= set(options("tta"))
 
 
 @pytest.mark.parametrize("group,option", ALL, ids=[f"{g}={o}" for g, o in ALL])
@@ -51,7 +53,10 @@ def test_option_composes_and_builds(group, option):
     opt = make("optimizer", cfg.optimizer)(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
     loss = make("loss", cfg.loss)
-    out = model(torch.rand(4, 1, 28, 28))
+    augment = make("augment", cfg.augment)
+    make("tta", cfg.tta)
+    x = torch.rand(4, 1, 28, 28)
+    out = model(augment(x) if augment is not None else x)
     loss(out, torch.arange(4)).backward()
     opt.step()
     sched.step()
@@ -105,3 +110,22 @@ def test_one_cycle_survives_tiny_runs():
         for _ in range(steps):
             opt.step()
             sched.step()
+
+
+@pytest.mark.parametrize("preset,epochs,augment", [
+    ("fmnist_5ep", 5, "expt.augment.none"),
+    ("fmnist_20ep_aug", 20, "expt.augment.crop_flip"),
+    ("fmnist_50ep_erase", 50, "expt.augment.compose"),
+    ("fmnist_25ep_copy", 25, "expt.augment.compose"),
+])
+def test_experiment_presets(preset, epochs, augment):
+    cfg = composed([f"experiment={preset}"])
+    check_groups(cfg)
+    assert cfg.epochs == epochs and cfg.augment._target_ == augment and cfg.name == preset
+    assert cfg.optimizer.lr == 1e-2 and cfg.bs == 1024 and cfg.arch._target_.endswith("resnet_k5")
+    assert composed([f"experiment={preset}", "debug=fast"]).epochs == 1  # debug still wins
+
+
+def test_nested_builders_are_checked():
+    with pytest.raises(ConfigError, match=r"augment.transforms\[1\] has no option 'pcts'"):
+        check_groups(composed(["augment=crop_flip_erase", "+augment.transforms.1.pcts=0.3"]))

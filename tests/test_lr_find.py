@@ -69,10 +69,21 @@ def synthetic_curve():
 def test_suggestions_on_a_known_curve():
     lrs, losses = synthetic_curve()
     assert losses.index(min(losses)) == 59
-    assert valley(losses) == (19 + 59) // 2  # the descent runs from the last flat point to the minimum
+    # the steep descent starts where the loss last stood within 10% of the drop (3 - 0.2): point 19 + 12
+    assert valley(losses) == (31 + 59) // 2
     assert 50 <= steep(lrs, losses) <= 59  # the curve is steepest near its end
     s = suggest(lrs, losses)
-    assert s["minimum/10"] == pytest.approx(lrs[59] / 10) and s["valley"] == lrs[39]
+    assert s["minimum/10"] == pytest.approx(lrs[59] / 10) and s["valley"] == lrs[45]
+
+
+def test_valley_ignores_a_noisy_plateau_and_bumps_on_the_way_down():
+    plateau = [2.4, 2.43, 2.41, 2.42, 2.40, 2.41] * 4
+    descent = [2.4 - 0.02 * i for i in range(30)]
+    descent[10] += 0.03  # a bump part-way down
+    losses = plateau + descent + [2.0, 2.2]
+    end = losses.index(min(losses))
+    start = max(i for i in range(end) if losses[i] >= 2.43 - 0.1 * (2.43 - losses[end]))
+    assert start >= len(plateau) - 1 and valley(losses) == (start + end) // 2
 
 
 def test_finder_leaves_no_trace_on_the_run_that_follows(fmnist_dir):

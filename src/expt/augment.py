@@ -1,8 +1,138 @@
-"""Batch-level augmentations that run on the device, during training only."""
+"""Batch-level augmentations that run on the device, during training only (see AugmentCB).
 
+Each transform takes a float batch (B, C, H, W) and draws its randomness per image, with tensor
+operations over the whole batch: no Python loop over images. A generator can be passed for
+reproducible tests; by default the global RNG of the batch's device is used.
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 def none() -> nn.Module | None:
     """No training augmentation."""
     return None
+
+
+def _uniform_int(low: torch.Tensor | int, high: torch.Tensor | int, shape, device, gen) -> torch.Tensor:
+    """Integers in [low, high] (inclusive; tensors broadcast), one per element of `shape`."""
+    u = torch.rand(shape, device=device, generator=gen)
+    return (low + (u * (torch.as_tensor(high, device=device) - low + 1)).floor()).long()
+
+
+class Flip(nn.Module):
+    """Mirror each image left-right with probability p."""
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
+        super().__init__()
+        self.p, self.generator = p, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(len(x), device=x.device, generator=self.generator) < self.p
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+class PadCrop(nn.Module):
+    """Zero-pad by `pad` pixels and crop back to the original size at a random offset per image:
+    content moves by at most `pad` pixels in each direction."""
+
+    def __init__(self, pad: int = 1, generator: torch.Generator | None = None):
+        super().__init__()
+        self.pad, self.generator = pad, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        offsets = _uniform_int(0, 2 * self.pad, (2, b), x.device, self.generator)
+        padded = F.pad(x, (self.pad,) * 4)
+        rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[batch, chans, rows, cols]
+
+
+def _patches(x: torch.Tensor, max_num: int, pct: float, gen) -> tuple[torch.Tensor, ...]:
+    """Per image, 1..max_num rectangles up to pct of the height and width: (top, left, height,
+    width, active), each (B, max_num)."""
+    b, _, h, w = x.shape
+    shape, dev = (b, max_num), x.device
+    ph = _uniform_int(1, max(1, int(h * pct)), shape, dev, gen)
+    pw = _uniform_int(1, max(1, int(w * pct)), shape, dev, gen)
+    top = _uniform_int(0, h - ph, shape, dev, gen)
+    left = _uniform_int(0, w - pw, shape, dev, gen)
+    count = _uniform_int(1, max_num, (b, 1), dev, gen)
+    active = torch.arange(max_num, device=dev) < count
+    return top, left, ph, pw, active
+
+
+def _mask(top, left, ph, pw, h: int, w: int) -> torch.Tensor:
+    """(B, P, H, W) booleans: inside each rectangle."""
+    rows = torch.arange(h, device=top.device)[:, None]
+    cols = torch.arange(w, device=top.device)[None, :]
+    t, l, hh, ww = (v[..., None, None] for v in (top, left, ph, pw))
+    return (rows >= t) & (rows < t + hh) & (cols >= l) & (cols < l + ww)
+
+
+class RandomErase(nn.Module):
+    """Replace 1..max_num patches per image (each up to pct of height and width) with noise of the
+    batch's mean and std, clamped to the batch's min and max so the pixel range does not change."""
+
+    def __init__(self, pct: float = 0.2, max_num: int = 4, generator: torch.Generator | None = None):
+        super().__init__()
+        self.pct, self.max_num, self.generator = pct, max_num, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, left, ph, pw, active = _patches(x, self.max_num, self.pct, self.generator)
+        mask = (_mask(top, left, ph, pw, x.shape[2], x.shape[3]) & active[..., None, None]).any(1, keepdim=True)
+        noise = torch.randn(x.shape, device=x.device, generator=self.generator, dtype=x.dtype)
+        noise = (noise * x.std() + x.mean()).clamp(x.min(), x.max())
+        return torch.where(mask, noise, x)
+
+
+class RandomCopy(nn.Module):
+    """Copy 1..max_num patches per image (each up to pct of height and width) from another random
+    place in the same image. Only pixels of the same image move; nothing new is invented."""
+
+    def __init__(self, pct: float = 0.2, max_num: int = 4, generator: torch.Generator | None = None):
+        super().__init__()
+        self.pct, self.max_num, self.generator = pct, max_num, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        top, left, ph, pw, active = _patches(x, self.max_num, self.pct, self.generator)
+        src_top = _uniform_int(0, h - ph, top.shape, x.device, self.generator)
+        src_left = _uniform_int(0, w - pw, top.shape, x.device, self.generator)
+        rows = torch.arange(h, device=x.device).expand(b, h)
+        cols = torch.arange(w, device=x.device).expand(b, w)
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(c, device=x.device)[None, :, None, None]
+        for p in range(self.max_num):  # a few patches, each over the whole batch at once
+            inside = _mask(top[:, p], left[:, p], ph[:, p], pw[:, p], h, w) & active[:, p, None, None]
+            src_r = rows - top[:, p, None] + src_top[:, p, None]
+            src_c = cols - left[:, p, None] + src_left[:, p, None]
+            r = torch.where(inside, src_r[:, :, None], rows[:, :, None])[:, None]
+            cc = torch.where(inside, src_c[:, None, :], cols[:, None, :])[:, None]
+            x = x[batch, chans, r.clamp(0, h - 1), cc.clamp(0, w - 1)]
+        return x
+
+
+def crop_flip(pad: int = 1, p_flip: float = 0.5) -> nn.Module:
+    """Random crop after zero padding, then random horizontal flip (the course's batch_tfms)."""
+    return nn.Sequential(PadCrop(pad), Flip(p_flip))
+
+
+def random_erase(pct: float = 0.2, max_num: int = 4) -> nn.Module:
+    return RandomErase(pct, max_num)
+
+
+def random_copy(pct: float = 0.2, max_num: int = 4) -> nn.Module:
+    return RandomCopy(pct, max_num)
+
+
+def compose(transforms: Sequence[nn.Module | None]) -> nn.Module | None:
+    """Apply several augmentations in order (a list of builder nodes in the config)."""
+    kept = [t for t in transforms if t is not None]
+    return nn.Sequential(*kept) if kept else None

@@ -25,7 +25,7 @@ from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError, ExptError
 from .models.layers import Normalize
 
-GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment")
+GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta")
 SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
@@ -91,6 +91,9 @@ def check_node(group: str, node: dict) -> None:
             raise ConfigError(f"{group} has no option {key!r}; its options are: {options}")
         if key in hints and not _fits(value, hints[key]):
             raise ConfigError(f"{group}.{key}={value!r} has the wrong type: expected {_hint_name(hints[key])}")
+        for i, item in enumerate(value if isinstance(value, list) else [value]):  # nested builders
+            if isinstance(item, dict) and "_target_" in item:
+                check_node(f"{group}.{key}" + (f"[{i}]" if isinstance(value, list) else ""), item)
 
 
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
@@ -236,3 +239,52 @@ def build_run(cfg: DictConfig) -> Run:
 def resolved(cfg: DictConfig) -> dict:
     """The config as plain, fully resolved Python containers."""
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+@dataclass
+class EvalRun:
+    """What `expt tta` needs: trained models, the validation split they were trained with, views."""
+
+    paths: list[str]
+    models: list[nn.Module]
+    data: ImageData
+    valid_dl: DeviceLoader
+    tta: Any  # expt.tta.TTA
+    device: torch.device
+    precision: str
+
+
+def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
+    """Load the checkpoints in `ckpt` (one path or a list) and the data their stored config names.
+
+    `data.root` from the command line still applies (the data may have moved); a `data=` option
+    given explicitly must match what the checkpoints were trained on.
+    """
+    paths = cfg.ckpt if isinstance(cfg.ckpt, (list, tuple)) or OmegaConf.is_list(cfg.ckpt) else [cfg.ckpt]
+    paths = [str(p) for p in paths if p is not None]
+    if not paths:
+        raise ConfigError("expt tta needs ckpt=PATH/model.safetensors (or ckpt=[A,B] for an ensemble)")
+    check_node("tta", OmegaConf.to_container(cfg.tta, resolve=True))
+    device = resolve_device(cfg.device)
+    loaded = [model_from_checkpoint(p) for p in paths]
+    first = loaded[0][1]
+    for path, (_, meta) in zip(paths[1:], loaded[1:]):
+        if meta["classes"] != first["classes"] or meta["config"]["data"]["_target_"] != first["config"]["data"]["_target_"]:
+            raise CheckpointError(f"{path} was trained on other data than {paths[0]}; ensemble models of one dataset")
+    stored = OmegaConf.create(first["config"]["data"])
+    if explicit_data and cfg.data._target_ != stored._target_:
+        raise CheckpointError(f"{paths[0]} was trained with data {stored._target_}, not {cfg.data._target_}; "
+                              "drop the data= option or pass a checkpoint trained on that data")
+    if cfg.data.get("root"):
+        stored.root = cfg.data.root
+    data = make("data", stored)
+    if data.classes != first["classes"] or data.n_channels != len(first["mean"]):
+        raise CheckpointError(f"{paths[0]} does not fit this data ({len(first['classes'])} classes, "
+                              f"{len(first['mean'])} channels); pass a checkpoint trained on it")
+    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    valid_dl = DeviceLoader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, device=device,
+                            channels_last=channels_last)
+    return EvalRun(paths=paths, models=[m.to(device, memory_format=memory_format) for m, _ in loaded], data=data,
+                   valid_dl=valid_dl, tta=make("tta", cfg.tta), device=device,
+                   precision=resolve_precision(cfg.precision, device))

@@ -8,6 +8,7 @@ from typing import Any, Optional
 COMMANDS = {
     "train": "train the composed run and save metrics, summary and checkpoint",
     "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
+    "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
 }
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -20,6 +21,7 @@ def print_usage() -> None:
     lines += ["", "examples:", "  expt train", "  expt train arch=resnet epochs=20 optimizer.lr=2e-2",
               "  expt lr_find                    # then: expt train optimizer.lr=<suggestion>",
               "  expt train optimizer.lr=auto    # find the lr first, then train with it",
+              "  expt tta ckpt=outputs/runs/DATE/TIME_NAME/model.safetensors tta=flip_shift",
               "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job"]
     print("\n".join(lines))
 
@@ -57,6 +59,8 @@ class RunSchema:
     channels_last: Any = "auto"
     compile: bool = False
     resume: Optional[str] = None
+    ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
+    tta: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
 
 
@@ -138,7 +142,15 @@ def _lr_find(cfg, run_dir, console):
     return lr_find(cfg, run_dir, console)
 
 
-COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find}
+def _tta(cfg, run_dir, console):
+    from hydra.core.hydra_config import HydraConfig
+
+    from .tta import run_tta
+    explicit_data = any(o.split("=")[0] == "data" for o in HydraConfig.get().overrides.task)
+    return run_tta(cfg, run_dir, console, explicit_data)
+
+
+COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,18 +17,18 @@ from .errors import ExptError
 from .learner import Learner
 
 
-def valley(losses: list[float]) -> int:
-    """Index in the middle of the longest descent (longest decreasing subsequence) before the minimum."""
+def valley(losses: list[float], top_share: float = 0.1) -> int:
+    """Index in the middle of the steep descent that ends at the minimum.
+
+    The descent starts where the loss last stood within `top_share` of the total drop below its
+    highest value (before the minimum): the plateau of tiny lrs, where the loss barely moves, does
+    not count, and a bump part-way down does not cut the descent short.
+    """
     end = min(range(len(losses)), key=losses.__getitem__)
-    length = [1] * (end + 1)  # length[i]: longest decreasing run ending at i
-    start_of = list(range(end + 1))
-    for i in range(1, end + 1):
-        for j in range(i):
-            # the longest chain; among equals, the one that starts last (the end of a plateau)
-            if losses[i] < losses[j] and (length[j] + 1, start_of[j]) > (length[i], start_of[i]):
-                length[i], start_of[i] = length[j] + 1, start_of[j]
-    last = max(range(end + 1), key=lambda i: (length[i], start_of[i]))
-    return (start_of[last] + last) // 2
+    top = max(losses[: end + 1])
+    threshold = top - top_share * (top - losses[end])
+    start = max(i for i in range(end + 1) if losses[i] >= threshold)
+    return (start + end) // 2
 
 
 def steep(lrs: list[float], losses: list[float]) -> int:

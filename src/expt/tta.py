@@ -1,0 +1,136 @@
+"""Test-time augmentation and ensembles: class probabilities averaged over views and checkpoints.
+
+A view is a small function of a float batch: `identity`, `hflip`, `shift:DX:DY` (content moves DX
+pixels right and DY down, zeros come in, as in training's padded crops).
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+View = Callable[[torch.Tensor], torch.Tensor]
+
+
+def shift(dx: int, dy: int) -> View:
+    def view(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        p = max(abs(dx), abs(dy))
+        return F.pad(x, (p,) * 4)[..., p - dy: p - dy + h, p - dx: p - dx + w]
+    return view
+
+
+def make_view(name: str) -> View:
+    if name == "identity":
+        return lambda x: x
+    if name == "hflip":
+        return lambda x: x.flip(3)
+    parts = name.split(":")
+    if parts[0] == "shift" and len(parts) == 3:
+        try:
+            return shift(int(parts[1]), int(parts[2]))
+        except ValueError:
+            pass
+    raise ConfigError(f"unknown tta view {name!r}; views are identity, hflip and shift:DX:DY (e.g. shift:1:0)")
+
+
+@dataclass
+class TTA:
+    names: list[str]
+    views: list[View]
+    average: str  # "prob": mean of softmaxes; "logit": softmax of the mean logit
+
+
+def views(names: Sequence[str] = ("identity", "hflip"), average: str = "prob") -> TTA:
+    """The tta group's builder."""
+    if average not in ("prob", "logit"):
+        raise ConfigError(f"tta.average={average!r} must be prob or logit")
+    if not names:
+        raise ConfigError("tta.names is empty; list at least one view, e.g. [identity, hflip]")
+    return TTA(list(names), [make_view(n) for n in names], average)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches, tta: TTA, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain, tta) class probabilities for every image of `batches`, on the model's device."""
+    plain, averaged = [], []
+    for xb, _ in batches:
+        with autocast:
+            logits = torch.stack([model(view(xb)).float() for view in tta.views])
+            identity = logits[tta.names.index("identity")] if "identity" in tta.names else model(xb).float()
+        plain.append(identity.softmax(-1))
+        averaged.append(logits.softmax(-1).mean(0) if tta.average == "prob" else logits.mean(0).softmax(-1))
+    return torch.cat(plain), torch.cat(averaged)
+
+
+def accuracy(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    return (probs.argmax(-1) == targets).float().mean().item()
+
+
+def per_class_accuracy(probs: torch.Tensor, targets: torch.Tensor, n_classes: int) -> list[float | None]:
+    correct = probs.argmax(-1) == targets
+    hits = torch.zeros(n_classes, device=targets.device).index_add_(0, targets, correct.float())
+    counts = torch.bincount(targets, minlength=n_classes).float()
+    return [(h / c).item() if c else None for h, c in zip(hits, counts)]
+
+
+def autocast_for(precision: str, device: torch.device):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
+    """The `expt tta` command: each checkpoint with and without TTA, then their ensemble."""
+    import json
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from .build import build_eval
+    from .checkpoint import atomic_write
+
+    ev = build_eval(cfg, explicit_data)
+    targets = ev.valid_dl.y
+    autocast = autocast_for(ev.precision, ev.device)
+    console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
+                  f"({ev.tta.average} average), {len(targets):,} validation images, {ev.device} {ev.precision}")
+    plain_sum = tta_sum = 0
+    models = []
+    for path, model in zip(ev.paths, ev.models):
+        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast)
+        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
+        models.append({"ckpt": path, "acc": accuracy(plain, targets), "tta_acc": accuracy(averaged, targets)})
+    plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
+    result = {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(targets),
+              "models": models, "acc": accuracy(plain, targets), "tta_acc": accuracy(averaged, targets),
+              "per_class": {}}
+    n = len(ev.data.classes)
+    for name, a, b in zip(ev.data.classes, per_class_accuracy(plain, targets, n),
+                          per_class_accuracy(averaged, targets, n)):
+        result["per_class"][name] = {"acc": a, "tta_acc": b}
+
+    table = Table(title="accuracy without and with test-time augmentation")
+    for col, justify in (("", "left"), ("plain", "right"), ("tta", "right"), ("change", "right")):
+        table.add_column(col, justify=justify)
+
+    def row(label, a, b):
+        table.add_row(label, f"{a:.4f}" if a is not None else "-", f"{b:.4f}" if b is not None else "-",
+                      f"{b - a:+.4f}" if a is not None and b is not None else "")
+    for name, acc in result["per_class"].items():
+        row(name, acc["acc"], acc["tta_acc"])
+    table.add_section()
+    if len(models) > 1:
+        for m in models:
+            row(Path(m["ckpt"]).parent.name or m["ckpt"], m["acc"], m["tta_acc"])
+        row("[bold]ensemble", result["acc"], result["tta_acc"])
+    else:
+        row("[bold]all", result["acc"], result["tta_acc"])
+    console.print(table)
+    out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
+    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+    console.print(f"wrote {out}")
+    return {"status": "ok", **{k: result[k] for k in ("acc", "tta_acc")}}
