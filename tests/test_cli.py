@@ -16,7 +16,7 @@ from expt.build import model_from_checkpoint
 from expt.errors import CheckpointError
 
 SUMMARY_KEYS = {"val/acc", "val/loss", "train/loss", "epochs", "seconds", "seconds_per_epoch", "peak_mem_mb",
-                "params", "device", "versions/torch", "versions/expt", "status"}
+                "params", "mflops", "device", "versions/torch", "versions/expt", "status", "lr"}
 
 
 def train(tmp_path, fmnist_dir, env, *overrides, run="run"):
@@ -71,7 +71,7 @@ def test_train_end_to_end(tmp_path, fmnist_dir, isolated_env):
     summary = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and summary["status"] == "ok" and summary["epochs"] == 2
     assert summary["val/acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
-    assert summary["device"] == "cpu" and summary["params"] > 100_000
+    assert summary["device"] == "cpu" and summary["params"] == 1_230_436 and summary["mflops"] > 1
     assert metrics["train/loss"].iloc[-1] < metrics["train/loss"].iloc[0] < 3  # it learns
 
     with safe_open(str(run / "model.safetensors"), framework="pt") as f:

@@ -169,6 +169,9 @@ class Run:
     schedule: Callable[..., LRScheduler]  # schedule(optimizer, total_steps=...)
     total_steps: int
     lr_auto: bool  # optimizer.lr=auto: find the lr first, then start_schedule(lr)
+    input_shape: tuple[int, ...]  # (C, H, W) of one image
+    frozen: list[nn.Parameter]  # the body, trained only after freeze_epochs (fine-tuning)
+    freeze_epochs: int
     sched: LRScheduler | None = None
     peak_lr: float | None = None
 
@@ -176,8 +179,8 @@ class Run:
         """Build the lr schedule, after making `lr` (when given) the optimizer's peak lr."""
         if lr is not None:
             for group in self.opt.param_groups:
-                group["lr"] = lr
-        self.peak_lr = self.opt.param_groups[0]["lr"]
+                group["lr"] = lr * group["lr_mult"]
+        self.peak_lr = lr if lr is not None else self.opt.defaults["lr"]
         self.sched = self.schedule(self.opt, total_steps=self.total_steps)
         return self.sched
 
@@ -187,23 +190,57 @@ class Run:
         callbacks = [PrecisionCB(self.precision, self.device.type)] if self.precision != "fp32" else []
         return callbacks + ([AugmentCB(self.augment)] if self.augment is not None else [])
 
+    def fit_callbacks(self) -> list:
+        """step_callbacks plus those that change what is trained over the epochs (fine-tuning)."""
+        from .callbacks import FreezeCB
+        freeze = [FreezeCB(self.frozen, self.freeze_epochs)] if self.freeze_epochs > 0 else []
+        return self.step_callbacks() + freeze
 
-def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int) -> nn.Module:
-    """The arch's body for len(mean) input channels and n_out classes, behind the normalisation."""
-    body = make("arch", arch)(n_in=len(mean), n_out=n_out)
+
+def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int,
+                input_shape: Sequence[int] | None = None) -> nn.Module:
+    """The arch's body for len(mean) input channels and n_out classes, behind the normalisation:
+    the data's mean/std, or the body's own `input_norm` (a pretrained model's)."""
+    builder = make("arch", arch)
+    extra = {}
+    if input_shape is not None and "input_shape" in inspect.signature(builder).parameters:
+        extra["input_shape"] = tuple(input_shape)  # builders that care about the image size ask for it
+    body = builder(n_in=len(mean), n_out=n_out, **extra)
+    mean, std = getattr(body, "input_norm", (mean, std))
     return nn.Sequential(OrderedDict(norm=Normalize(mean, std), body=body))
 
 
 def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle."""
     weights, meta = read_checkpoint(path)
-    model = build_model(OmegaConf.create(meta["config"]["arch"]), meta["mean"], meta["std"], len(meta["classes"]))
+    arch = OmegaConf.create(meta["config"]["arch"])
+    for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
+        if key in arch:
+            arch[key] = value
+    model = build_model(arch, meta["mean"], meta["std"], len(meta["classes"]), meta.get("input_shape"))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path}: weights do not fit its stored arch "
                               f"({str(e).splitlines()[0]})") from e
     return model.eval(), meta
+
+
+def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> tuple[list[dict], list]:
+    """Optimizer groups, each with an `lr_mult`. Fine-tuning (freeze_epochs > 0) splits the model
+    into its classifier head (lr x1) and the body (lr x body_lr_mult, frozen at first)."""
+    if freeze_epochs < 0 or body_lr_mult <= 0:
+        raise ConfigError("finetune needs freeze_epochs >= 0 and body_lr_mult > 0")
+    if freeze_epochs == 0:
+        return [{"params": list(model.parameters()), "lr_mult": 1.0}], []
+    get_classifier = getattr(model.body, "get_classifier", None)
+    if get_classifier is None:
+        raise ConfigError("finetune.freeze_epochs needs a model with a classifier head to train first "
+                          "(arch=timm); set finetune.freeze_epochs=0")
+    head = {id(p) for p in get_classifier().parameters()}
+    body = [p for p in model.parameters() if id(p) not in head]
+    return [{"params": body, "lr_mult": body_lr_mult},
+            {"params": [p for p in model.parameters() if id(p) in head], "lr_mult": 1.0}], body
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -220,17 +257,22 @@ def build_run(cfg: DictConfig) -> Run:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
     data = make("data", cfg.data)
-    model = build_model(cfg.arch, data.mean, data.std, data.n_classes).to(device, memory_format=torch.channels_last if channels_last else
-                                      torch.contiguous_format)
+    input_shape = tuple(data.train_x.shape[1:])
+    model = build_model(cfg.arch, data.mean, data.std, data.n_classes, input_shape)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
     train_dl = DeviceLoader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
     valid_dl = DeviceLoader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
-    opt = make("optimizer", group_node(cfg, "optimizer"))(model.parameters())
+    groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult)
+    opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
+    for group in opt.param_groups:
+        group["lr"] *= group["lr_mult"]
     run = Run(data=data, model=model, net=torch.compile(model) if cfg.compile else model,
               loss=make("loss", cfg.loss).to(device), opt=opt, augment=make("augment", cfg.augment),
               train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision,
               schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
-              lr_auto=cfg.optimizer.get("lr") == "auto")
+              lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
+              frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs)
     if not run.lr_auto:
         run.start_schedule()
     return run

@@ -13,7 +13,7 @@ from torch import nn
 from .errors import CheckpointError
 
 FORMAT = "expt-checkpoint/1"
-META_KEYS = ("config", "classes", "mean", "std", "versions")
+META_KEYS = ("config", "classes", "mean", "std", "versions")  # required; "input_shape" is optional
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -43,7 +43,7 @@ def save_model(path: Path, model: nn.Module, meta: dict) -> Path:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = {"format": FORMAT, **{k: json.dumps(meta[k]) for k in META_KEYS}}
+    header = {"format": FORMAT, **{k: json.dumps(v) for k, v in meta.items()}}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
@@ -66,6 +66,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
                               f"expected {FORMAT!r})")
     try:
         meta = {k: json.loads(header[k]) for k in META_KEYS}
+        meta |= {k: json.loads(v) for k, v in header.items() if k not in META_KEYS and k != "format"}
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {path} has damaged metadata ({e})") from e
     return weights, meta

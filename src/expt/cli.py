@@ -9,6 +9,7 @@ COMMANDS = {
     "train": "train the composed run and save metrics, summary and checkpoint",
     "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
+    "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
 }
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -22,6 +23,7 @@ def print_usage() -> None:
               "  expt lr_find                    # then: expt train optimizer.lr=<suggestion>",
               "  expt train optimizer.lr=auto    # find the lr first, then train with it",
               "  expt tta ckpt=outputs/runs/DATE/TIME_NAME/model.safetensors tta=flip_shift",
+              "  expt summary arch=timm arch.name=convnext_atto",
               "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job"]
     print("\n".join(lines))
 
@@ -38,6 +40,12 @@ class LRFindSchema:
     end: float = 10.0
     steps: int = 100
     suggestion: str = "valley"
+
+
+@dataclass
+class FinetuneSchema:
+    freeze_epochs: int = 0
+    body_lr_mult: float = 0.1
 
 
 @dataclass
@@ -62,6 +70,7 @@ class RunSchema:
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
     tta: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
+    finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
 
 
 def register_schema() -> None:
@@ -150,7 +159,12 @@ def _tta(cfg, run_dir, console):
     return run_tta(cfg, run_dir, console, explicit_data)
 
 
-COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta}
+def _summary(cfg, run_dir, console):
+    from .summary import run_summary
+    return run_summary(cfg, run_dir, console)
+
+
+COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta, "summary": _summary}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from .checkpoint import atomic_write, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
 from .lr_find import find_lr, report
+from .summary import example_batch, summarize_model
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
 
@@ -54,16 +55,18 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
         found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
         report(found, run_dir, console)
         run.start_schedule(found.lr)
-    meta = {"config": config, "classes": run.data.classes, "mean": list(run.data.mean),
-            "std": list(run.data.std), "versions": versions()}
+    meta = {"config": config, "classes": run.data.classes, "mean": run.model.norm.mean.flatten().tolist(),
+            "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
+            "versions": versions()}
     metrics = MetricsCB(history)
     checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
                               metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
     callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
-                 *run.step_callbacks()]
+                 *run.fit_callbacks()]
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks)
 
-    params = sum(p.numel() for p in run.model.parameters())
+    size = summarize_model(run.model, example_batch(run))
+    params = size.params
     console.print(f"[bold]expt train[/] {cfg.name}: {params:,} parameters, {len(run.data.train_x):,} train / "
                   f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
                   f"epochs {start_epoch + 1}-{cfg.epochs}")
@@ -80,6 +83,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
         status = "interrupted"
     seconds = time.perf_counter() - start
     summary = summarize(metrics.history, start_epoch, seconds, status, run, params)
+    summary["mflops"] = size.mflops
     atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     return summary
 

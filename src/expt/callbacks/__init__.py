@@ -4,6 +4,6 @@ from .checkpoint import CheckpointCB
 from .metrics import MetricsCB
 from .precision import PrecisionCB
 from .progress import ProgressCB
-from .training import AugmentCB, ScheduleCB
+from .training import AugmentCB, FreezeCB, ScheduleCB
 
-__all__ = ["AugmentCB", "CheckpointCB", "MetricsCB", "PrecisionCB", "ProgressCB", "ScheduleCB"]
+__all__ = ["AugmentCB", "CheckpointCB", "FreezeCB", "MetricsCB", "PrecisionCB", "ProgressCB", "ScheduleCB"]

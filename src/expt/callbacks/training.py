@@ -28,3 +28,19 @@ class AugmentCB(Callback):
     def before_batch(self, learn) -> None:
         if learn.training:
             learn.xb = self.transform(learn.xb)
+
+
+class FreezeCB(Callback):
+    """Fine-tuning: the `frozen` parameters get no gradients for the first `epochs` epochs."""
+
+    def __init__(self, frozen: list[torch.nn.Parameter], epochs: int):
+        self.frozen, self.epochs = frozen, epochs
+
+    def before_epoch(self, learn) -> None:
+        trainable = learn.epoch >= self.epochs
+        for p in self.frozen:
+            p.requires_grad_(trainable)
+
+    def after_fit(self, learn) -> None:
+        for p in self.frozen:
+            p.requires_grad_(True)

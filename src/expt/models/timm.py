@@ -1,0 +1,114 @@
+"""Any timm model as an arch: channels and classes from the data, normalisation from its
+pretrained config (when pretrained), resizing on the device for fixed-size models."""
+
+import difflib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class Resize(nn.Module):
+    """Bilinear resize to a fixed (height, width) on the device; a no-op at that size already."""
+
+    def __init__(self, size: Sequence[int]):
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == self.size:
+            return x
+        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def check_name(name: str) -> None:
+    import timm
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()"
+        raise ConfigError(f"arch.name={name!r} is not a timm model{hint}")
+
+
+def channel_norm(values: Sequence[float], n_in: int) -> tuple[float, ...]:
+    """A pretrained RGB mean or std for n_in channels (1 channel: their average, since timm's
+    adapted stem treats a gray image like three equal channels)."""
+    values = tuple(values)
+    if n_in == len(values):
+        return values
+    return (sum(values) / len(values),) * n_in
+
+
+def takes(model: nn.Module, shape: Sequence[int]) -> bool:
+    """Whether the model runs on one image of this (C, H, W) shape (a forward pass in eval mode)."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+        return True
+    except (RuntimeError, AssertionError, ValueError):
+        return False
+    finally:
+        model.train(was_training)
+
+
+def resize_target(model: nn.Module, name: str, input_size: str | int | None, input_shape: Sequence[int] | None,
+                  default: tuple[int, int], fixed: bool) -> tuple[int, int] | None:
+    """The (H, W) to resize images to on the device, or None to feed them as they are."""
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    if input_shape is None or tuple(input_shape[-2:]) == default:
+        return None
+    if not fixed and takes(model, input_shape):
+        return None
+    if input_size == "auto":
+        return default
+    h, w = input_shape[-2:]
+    why = f"takes only {default[0]}x{default[1]} images" if fixed else f"cannot take {h}x{w} images"
+    raise ConfigError(f"timm model {name} {why} and the data is {h}x{w}; set arch.input_size=auto to resize "
+                      f"to {default[0]}x{default[1]} on the device, or arch.input_size=N for NxN")
+
+
+def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool = False, weights: str | None = None,
+               input_size: str | int | None = "auto", drop_rate: float = 0.0,
+               input_shape: Sequence[int] | None = None) -> nn.Module:
+    """timm.create_model(name) for n_in channels and n_out classes.
+
+    pretrained: ImageNet weights from timm's hub (needs the network); weights: a local weights
+    file instead (needs none). With either, the model carries its pretrained mean/std
+    (`input_norm`); from scratch it gets the data's. input_size: 'auto' resizes on the device
+    to the model's default size when it cannot take the data's (a ViT only takes 224x224; a
+    ConvNeXt's stride-32 stem cannot take 28x28); N always resizes to NxN; null stops with one
+    clear line instead.
+    input_shape: (C, H, W) of the data, filled in by the build.
+    """
+    import timm
+    check_name(name)
+    kwargs = dict(num_classes=n_out, in_chans=n_in, drop_rate=drop_rate)
+    if weights is not None:
+        if not Path(weights).expanduser().is_file():
+            raise ConfigError(f"arch.weights={weights!r} is not a file; pass a local timm weights file")
+        kwargs |= dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(Path(weights).expanduser())))
+    elif pretrained:
+        kwargs |= dict(pretrained=True)
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries would print a warning each
+    try:
+        model = timm.create_model(name, **kwargs)
+    except (OSError, RuntimeError, ValueError) as e:  # no network, a file of other weights
+        source = f"weights file {weights}" if weights else "timm's hub (is there a network?)"
+        raise ConfigError(f"cannot load pretrained {name} from {source}: {str(e).splitlines()[0]}; "
+                          "pass arch.weights=PATH to a local file, or arch.pretrained=false") from e
+    cfg = model.pretrained_cfg
+    default = tuple(cfg["input_size"][-2:])
+    target = resize_target(model, name, input_size, input_shape, default, bool(cfg.get("fixed_input_size")))
+    wrapped: nn.Module = model
+    if target is not None:
+        wrapped = nn.Sequential(Resize(target), model)
+        wrapped.get_classifier = model.get_classifier
+    if pretrained or weights is not None:
+        wrapped.input_norm = (channel_norm(cfg["mean"], n_in), channel_norm(cfg["std"], n_in))
+    return wrapped
