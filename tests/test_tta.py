@@ -5,9 +5,11 @@ import torch
 from torch import nn
 
 from conftest import make_fashion_mnist, run_expt
-from expt.build import model_from_checkpoint
+from expt.build import build_eval, model_from_checkpoint
 from expt.checkpoint import read_checkpoint, save_model
+from expt.errors import ExptError
 from expt.tta import make_view, predict, views
+from test_config import composed
 
 
 def test_views():
@@ -97,9 +99,14 @@ def test_tta_errors(trained, isolated_env, tmp_path):
         return run_expt(["tta", f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}", *args], cwd=root,
                         env=isolated_env)
     assert "needs ckpt=" in error_line(tta())
-    assert "does not exist" in error_line(tta(f"ckpt={tmp_path / 'missing.safetensors'}"))
     assert "not a readable safetensors" in error_line(tta(f"ckpt={junk}"))
-    assert "unknown tta view 'vflip'" in error_line(tta(f"ckpt={ckpt}", "tta.names=[identity,vflip]"))
-    assert "weights do not fit" in error_line(tta(f"ckpt={mismatched}"))
-    assert "does not fit this data" in error_line(tta(f"ckpt={other}"))
-    assert "trained on other data" in error_line(tta(f"ckpt=[{ckpt},{other}]"))
+
+    def build(*overrides):
+        with pytest.raises(ExptError) as info:
+            build_eval(composed([f"data.root={data}", *overrides]), explicit_data=False)
+        return str(info.value)
+    assert "does not exist" in build(f"ckpt={tmp_path / 'missing.safetensors'}")
+    assert "unknown tta view 'vflip'" in build(f"ckpt={ckpt}", "tta.names=[identity,vflip]")
+    assert "weights do not fit" in build(f"ckpt={mismatched}")
+    assert "does not fit this data" in build(f"ckpt={other}")
+    assert "trained on other data" in build(f"ckpt=[{ckpt},{other}]")
