@@ -66,3 +66,44 @@ def run_expt(args: list[str], cwd: Path, env: dict | None = None, timeout: int =
 
 def has_cuda() -> bool:
     return torch.cuda.is_available()
+
+
+def write_jpeg(path: Path, seed: int, size=(40, 30), color=None) -> Path:
+    """A small JPEG of noise (tinted by `color`), in a real file format for the loaders."""
+    from PIL import Image
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8)
+    if color is not None:
+        pixels = (pixels // 4 + torch.tensor(color, dtype=torch.uint8) // 4 * 3).to(torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.numpy()).save(path, quality=90)
+    return path
+
+
+COLORS = [(250, 10, 10), (10, 250, 10), (10, 10, 250)]
+
+
+def make_imagenette(root: Path, per_class=(8, 3), wnids=("n01440764", "n02102040", "n02979186")) -> Path:
+    for split, n in zip(("train", "val"), per_class):
+        for c, wnid in enumerate(wnids):
+            for i in range(n):
+                write_jpeg(root / split / wnid / f"{wnid}_{split}{i}.JPEG", seed=c * 1000 + i + 500 * (split == "val"),
+                           color=COLORS[c % 3])
+    return root
+
+
+def make_paddy(root: Path, n=24, n_test=5) -> Path:
+    """Kaggle's layout: train.csv, train_images/<label>/<image_id>, test_images/, sample_submission.csv."""
+    labels, varieties = ["blast", "normal", "tungro"], ["ADT45", "Ponni"]
+    rows = ["image_id,label,variety,age"]
+    for i in range(n):
+        label, variety = labels[i % 3], varieties[(i // 3) % 2]
+        image_id = f"{100000 + i}.jpg"
+        write_jpeg(root / "train_images" / label / image_id, seed=i, size=(30, 40), color=COLORS[i % 3])
+        rows.append(f"{image_id},{label},{variety},{45 + i % 5}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    ids = [f"{200000 + i}.jpg" for i in range(n_test)]
+    for i, image_id in enumerate(ids):
+        write_jpeg(root / "test_images" / image_id, seed=1000 + i, size=(30, 40), color=COLORS[i % 3])
+    (root / "sample_submission.csv").write_text("image_id,label\n" + "".join(f"{i},\n" for i in reversed(ids)))
+    return root

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from expt.build import build_model, check_groups, make
+from expt.build import build_loss, build_model, check_groups, make
 from expt.cli import register_schema
 from expt.data import ImageData
 from expt.errors import ConfigError
@@ -52,7 +52,7 @@ def test_option_composes_and_builds(group, option):
     model = build_model(cfg.arch, data.mean, data.std, data.n_classes)
     opt = make("optimizer", cfg.optimizer)(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
-    loss = make("loss", cfg.loss)
+    loss = build_loss(cfg.loss, data.head_sizes)
     augment = make("augment", cfg.augment)
     make("tta", cfg.tta)
     x = torch.rand(4, 1, 28, 28)

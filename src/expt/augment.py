@@ -119,6 +119,38 @@ class RandomCopy(nn.Module):
         return x
 
 
+class RandomResizedCrop(nn.Module):
+    """Per image: a crop of `scale` of the area (fractions) and aspect `ratio` (w/h) at a random
+    place, resized back to the full size (bilinear, one grid_sample for the batch), flipped
+    left-right with probability p_flip."""
+
+    def __init__(self, scale: Sequence[float] = (0.35, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                 p_flip: float = 0.5, generator: torch.Generator | None = None):
+        super().__init__()
+        self.scale, self.ratio, self.p_flip, self.generator = tuple(scale), tuple(ratio), p_flip, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, dev, g = len(x), x.device, self.generator
+        area = torch.empty(b, device=dev).uniform_(*self.scale, generator=g)
+        log_ratio = torch.empty(b, device=dev).uniform_(*(float(torch.tensor(r).log()) for r in self.ratio),
+                                                         generator=g)
+        w = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # crop width and height as fractions
+        h = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
+        cx = (torch.rand(b, device=dev, generator=g) * 2 - 1) * (1 - w)  # centre, in -1..1 coordinates
+        cy = (torch.rand(b, device=dev, generator=g) * 2 - 1) * (1 - h)
+        flip = torch.where(torch.rand(b, device=dev, generator=g) < self.p_flip, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3, device=dev)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def random_resized_crop(scale: Sequence[float] = (0.35, 1.0), ratio: Sequence[float] = (0.75, 1.3333),
+                        p_flip: float = 0.5) -> nn.Module:
+    """Random resized crop and flip, per image on the device (for photo datasets)."""
+    return RandomResizedCrop(scale, ratio, p_flip)
+
+
 def crop_flip(pad: int = 1, p_flip: float = 0.5) -> nn.Module:
     """Random crop after zero padding, then random horizontal flip (the course's batch_tfms)."""
     return nn.Sequential(PadCrop(pad), Flip(p_flip))

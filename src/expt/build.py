@@ -4,6 +4,7 @@ Each group node names a builder in `_target_`; its other keys are checked agains
 signature before anything is built, so a wrong key or type is one clear line, not a traceback.
 """
 
+import functools
 import inspect
 import types
 import typing
@@ -217,13 +218,25 @@ def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
     for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
         if key in arch:
             arch[key] = value
-    model = build_model(arch, meta["mean"], meta["std"], len(meta["classes"]), meta.get("input_shape"))
+    n_out = sum(len(c) for c in meta["heads"].values()) if "heads" in meta else len(meta["classes"])
+    model = build_model(arch, meta["mean"], meta["std"], n_out, meta.get("input_shape"))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path}: weights do not fit its stored arch "
                               f"({str(e).splitlines()[0]})") from e
     return model.eval(), meta
+
+
+def build_loss(node: DictConfig, heads: dict[str, int]) -> nn.Module:
+    """The loss; a partial one (multi_task) is finished with the data's heads."""
+    loss = make("loss", node)
+    if isinstance(loss, functools.partial):
+        loss = loss(heads=heads)
+    if len(heads) > 1 and not hasattr(loss, "components"):
+        raise ConfigError(f"the data has {len(heads)} targets ({', '.join(heads)}): use loss=multi_task, "
+                          "or data.targets=[label] for one")
+    return loss
 
 
 def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> tuple[list[dict], list]:
@@ -258,7 +271,7 @@ def build_run(cfg: DictConfig) -> Run:
 
     data = make("data", cfg.data)
     input_shape = tuple(data.train_x.shape[1:])
-    model = build_model(cfg.arch, data.mean, data.std, data.n_classes, input_shape)
+    model = build_model(cfg.arch, data.mean, data.std, data.n_outputs, input_shape)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
     train_dl = DeviceLoader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
@@ -268,7 +281,7 @@ def build_run(cfg: DictConfig) -> Run:
     for group in opt.param_groups:
         group["lr"] *= group["lr_mult"]
     run = Run(data=data, model=model, net=torch.compile(model) if cfg.compile else model,
-              loss=make("loss", cfg.loss).to(device), opt=opt, augment=make("augment", cfg.augment),
+              loss=build_loss(cfg.loss, data.head_sizes).to(device), opt=opt, augment=make("augment", cfg.augment),
               train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision,
               schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
               lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
@@ -320,7 +333,8 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     if cfg.data.get("root"):
         stored.root = cfg.data.root
     data = make("data", stored)
-    if data.classes != first["classes"] or data.n_channels != len(first["mean"]):
+    if (data.classes != first["classes"] or data.heads != first.get("heads", data.heads)
+            or data.n_channels != len(first["mean"])):
         raise CheckpointError(f"{paths[0]} does not fit this data ({len(first['classes'])} classes, "
                               f"{len(first['mean'])} channels); pass a checkpoint trained on it")
     channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
@@ -330,3 +344,40 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     return EvalRun(paths=paths, models=[m.to(device, memory_format=memory_format) for m, _ in loaded], data=data,
                    valid_dl=valid_dl, tta=make("tta", cfg.tta), device=device,
                    precision=resolve_precision(cfg.precision, device))
+
+
+@dataclass
+class TestRun:
+    """What `expt predict` needs: one trained model and its dataset's test images."""
+
+    path: str
+    model: nn.Module
+    heads: dict[str, list[str]]
+    x: torch.Tensor  # uint8 test images
+    ids: list[str]
+    tta: Any
+    device: torch.device
+    precision: str
+
+
+def build_test(cfg: DictConfig) -> TestRun:
+    """The checkpoint in `ckpt` and the test split of the data it was trained on (its `load_test`)."""
+    if cfg.ckpt is None or OmegaConf.is_list(cfg.ckpt):
+        raise ConfigError("expt predict needs one checkpoint: ckpt=PATH/model.safetensors")
+    check_node("tta", OmegaConf.to_container(cfg.tta, resolve=True))
+    model, meta = model_from_checkpoint(cfg.ckpt)
+    data = OmegaConf.create(meta["config"]["data"])
+    if cfg.data.get("root"):
+        data.root = cfg.data.root
+    module, _, _ = data._target_.rpartition(".")
+    try:
+        load_test = get_object(f"{module}.load_test")
+    except Exception:
+        raise ConfigError(f"{cfg.ckpt} was trained on {module.rsplit('.', 1)[-1]}, which has no test split "
+                          "to predict (data=paddy has one)") from None
+    options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "_target_"}
+    x, ids = load_test(**options)
+    device = resolve_device(cfg.device)
+    heads = meta.get("heads") or {"label": meta["classes"]}
+    return TestRun(path=str(cfg.ckpt), model=model.to(device), heads=heads, x=x, ids=ids, tta=make("tta", cfg.tta),
+                   device=device, precision=resolve_precision(cfg.precision, device))

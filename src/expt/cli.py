@@ -10,6 +10,7 @@ COMMANDS = {
     "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
+    "predict": "a checkpoint's predictions for its dataset's test images: submission.csv (data=paddy)",
 }
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -126,6 +127,8 @@ def run_command(command: str, args: list[str]) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         console = Console(highlight=False)
+        if not console.is_terminal:  # logs and pipes: wide enough for every metric column, never cut
+            console = Console(highlight=False, width=200)
         try:
             summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except ExptError as e:
@@ -164,7 +167,12 @@ def _summary(cfg, run_dir, console):
     return run_summary(cfg, run_dir, console)
 
 
-COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta, "summary": _summary}
+def _predict(cfg, run_dir, console):
+    from .predict import run_predict
+    return run_predict(cfg, run_dir, console)
+
+
+COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta, "summary": _summary, "predict": _predict}
 
 
 def main(argv: list[str] | None = None) -> None:

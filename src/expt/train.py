@@ -57,8 +57,8 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
         run.start_schedule(found.lr)
     meta = {"config": config, "classes": run.data.classes, "mean": run.model.norm.mean.flatten().tolist(),
             "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
-            "versions": versions()}
-    metrics = MetricsCB(history)
+            "heads": run.data.heads, "versions": versions()}
+    metrics = MetricsCB(history, heads=run.data.head_sizes)
     checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
                               metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
     callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
@@ -94,13 +94,14 @@ def summarize(history: list[dict], start_epoch: int, seconds: float, status: str
     epochs_run = len(history) - start_epoch
     summary = {
         "status": status,
-        "val/acc": last.get("val/acc"), "val/loss": last.get("val/loss"), "train/loss": last.get("train/loss"),
+        **{k: v for k, v in last.items() if k.startswith(("val/", "train/"))},
         "best/val/acc": max((row["val/acc"] for row in history), default=None),
         "epochs": len(history), "seconds": seconds,
         "seconds_per_epoch": seconds / epochs_run if epochs_run > 0 else None,
         "peak_mem_mb": peak_memory_mb(run.device), "params": params,
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
         "precision": run.precision, "lr": run.peak_lr, "lr_auto": run.lr_auto,
+        "skipped_images": len(run.data.skipped),
     }
     summary.update({f"versions/{k}": v for k, v in versions().items()})
     return summary

@@ -54,16 +54,26 @@ def views(names: Sequence[str] = ("identity", "hflip"), average: str = "prob") -
     return TTA(list(names), [make_view(n) for n in names], average)
 
 
+def softmax_per_head(logits: torch.Tensor, sizes: list[int] | None) -> torch.Tensor:
+    """Class probabilities of each target head (its logits side by side in the last dimension)."""
+    if not sizes or len(sizes) == 1:
+        return logits.softmax(-1)
+    return torch.cat([part.softmax(-1) for part in logits.split(sizes, -1)], -1)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, batches, tta: TTA, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """(plain, tta) class probabilities for every image of `batches`, on the model's device."""
+def predict(model: nn.Module, batches, tta: TTA, autocast, sizes: list[int] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain, tta) class probabilities for every image of `batches`, per head, on the model's device."""
     plain, averaged = [], []
-    for xb, _ in batches:
+    for xb, *_ in batches:
         with autocast:
             logits = torch.stack([model(view(xb)).float() for view in tta.views])
             identity = logits[tta.names.index("identity")] if "identity" in tta.names else model(xb).float()
-        plain.append(identity.softmax(-1))
-        averaged.append(logits.softmax(-1).mean(0) if tta.average == "prob" else logits.mean(0).softmax(-1))
+        plain.append(softmax_per_head(identity, sizes))
+        mean = (softmax_per_head(logits, sizes).mean(0) if tta.average == "prob"
+                else softmax_per_head(logits.mean(0), sizes))
+        averaged.append(mean)
     return torch.cat(plain), torch.cat(averaged)
 
 
@@ -94,18 +104,25 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     from .checkpoint import atomic_write
 
     ev = build_eval(cfg, explicit_data)
-    targets = ev.valid_dl.y
+    sizes = list(ev.data.head_sizes.values())
+    y = ev.valid_dl.y.view(len(ev.valid_dl.y), -1)
+    targets = y[:, 0]  # the headline target
     autocast = autocast_for(ev.precision, ev.device)
     console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
                   f"({ev.tta.average} average), {len(targets):,} validation images, {ev.device} {ev.precision}")
     plain_sum = tta_sum = 0
     models = []
     for path, model in zip(ev.paths, ev.models):
-        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast)
+        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, sizes)
         plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
-        models.append({"ckpt": path, "acc": accuracy(plain, targets), "tta_acc": accuracy(averaged, targets)})
+        head = sizes[0]
+        models.append({"ckpt": path, "acc": accuracy(plain[:, :head], targets),
+                       "tta_acc": accuracy(averaged[:, :head], targets)})
     plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
-    result = {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(targets),
+    heads = {name: {"acc": accuracy(p, y[:, i]), "tta_acc": accuracy(a, y[:, i])}
+             for i, (name, p, a) in enumerate(zip(ev.data.heads, plain.split(sizes, -1), averaged.split(sizes, -1)))}
+    plain, averaged = plain[:, : sizes[0]], averaged[:, : sizes[0]]
+    result = {"heads": heads, "checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(targets),
               "models": models, "acc": accuracy(plain, targets), "tta_acc": accuracy(averaged, targets),
               "per_class": {}}
     n = len(ev.data.classes)
@@ -113,7 +130,8 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
                           per_class_accuracy(averaged, targets, n)):
         result["per_class"][name] = {"acc": a, "tta_acc": b}
 
-    table = Table(title="accuracy without and with test-time augmentation")
+    headline = next(iter(ev.data.heads))
+    table = Table(title=f"{headline} accuracy without and with test-time augmentation")
     for col, justify in (("", "left"), ("plain", "right"), ("tta", "right"), ("change", "right")):
         table.add_column(col, justify=justify)
 
@@ -129,6 +147,10 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
         row("[bold]ensemble", result["acc"], result["tta_acc"])
     else:
         row("[bold]all", result["acc"], result["tta_acc"])
+    if len(heads) > 1:
+        table.add_section()
+        for name, acc in heads.items():
+            row(f"target {name}", acc["acc"], acc["tta_acc"])
     console.print(table)
     out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))

@@ -6,7 +6,13 @@ from rich.table import Table
 
 from ..learner import Callback
 
-COLUMNS = {"epoch": "{}", "train/loss": "{:.4f}", "val/loss": "{:.4f}", "val/acc": "{:.4f}", "seconds": "{:.1f}"}
+HIDDEN = {"lr", "val/error_rate"}  # in metrics.csv, not in the table
+
+
+def fmt(name: str, value) -> str:
+    if name == "epoch":
+        return str(value)
+    return f"{value:.1f}" if name == "seconds" else f"{value:.4f}"
 
 
 class ProgressCB(Callback):
@@ -44,9 +50,10 @@ class ProgressCB(Callback):
 
     def print_row(self, row: dict) -> None:
         table = Table(box=None, show_header=self.rows_printed == 0, pad_edge=False)
-        for name in COLUMNS:
+        names = [name for name in row if name not in HIDDEN]
+        for name in names:
             table.add_column(name, justify="right", min_width=10)
-        table.add_row(*(fmt.format(row[name]) for name, fmt in COLUMNS.items()))
+        table.add_row(*(fmt(name, row[name]) for name in names))
         self.console.print(table)
         self.rows_printed += 1
 

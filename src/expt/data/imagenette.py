@@ -1,0 +1,50 @@
+"""Imagenette (fastai's imagenette2 layout): train/<wnid>/*.JPEG and val/<wnid>/*.JPEG."""
+
+import hashlib
+
+import torch
+
+from ..errors import DataError
+from . import ImageData, channel_stats, find_root, image_files, subset
+from .images import cached_images
+
+NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+         "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+         "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+         "n03888257": "parachute"}
+
+
+def split_files(folder, wnids: list[str]) -> tuple[list, torch.Tensor]:
+    files, labels = [], []
+    for i, wnid in enumerate(wnids):
+        found = image_files(folder / wnid) if (folder / wnid).is_dir() else []
+        files += found
+        labels += [i] * len(found)
+    return files, torch.tensor(labels, dtype=torch.int64)
+
+
+def load(root: str | None = None, size: int = 128, resize: str = "crop", train_subset: int | None = None,
+         valid_subset: int | None = None, strict: bool = False, workers: int | None = None) -> ImageData:
+    """Imagenette at size x size, decoded once into the image cache; the val folder validates."""
+    folder, places = find_root("imagenette", root, ["train", "val"])
+    if folder is None:
+        raise DataError(f"Imagenette not found (looked in {', '.join(map(str, places))}). Download "
+                        "imagenette2-320.tgz from fast.ai's datasets (s3.amazonaws.com/fast-ai-imageclas), "
+                        "extract it and pass data.root=FOLDER (or set EXPT_DATA to its parent)")
+    wnids = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+    if not wnids:
+        raise DataError(f"{folder / 'train'} has no class folders (expected train/<wnid>/*.JPEG)")
+    tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
+    out, skipped = {}, {}
+    for split, n in (("train", train_subset), ("val", valid_subset)):
+        files, labels = split_files(folder / split, wnids)
+        if not files:
+            raise DataError(f"{folder / split} has no images in its class folders")
+        pick = subset(len(files), n)
+        x, kept, bad = cached_images([files[i] for i in pick], size, resize, f"imagenette-{tag}-{split}", strict,
+                                     workers)
+        out[split] = (x, labels[pick][kept])
+        skipped |= bad
+    mean, std = channel_stats(out["train"][0])
+    return ImageData(*out["train"], *out["val"], classes=[NAMES.get(w, w) for w in wnids], mean=mean, std=std,
+                     skipped=skipped)

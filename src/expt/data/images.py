@@ -1,0 +1,137 @@
+"""JPEG datasets made fast: each image is decoded and resized once into a uint8 cache at the
+training size (built in parallel, atomically, reused until the files or the size change); the
+cache then trains like Fashion-MNIST, resident on the device."""
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+RESIZE_METHODS = ("crop", "squish")
+
+
+def load_image(path: Path, size: int, method: str = "crop") -> torch.Tensor:
+    """One image as uint8 (3, size, size): 'crop' scales the short side to `size` and takes the
+    centre; 'squish' scales both sides to `size`. JPEGs decode at a reduced scale when that is
+    still at least `size` (PIL's draft mode), which is much faster for large photos."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))
+        im = im.convert("RGB")
+        w, h = im.size
+        if method == "squish":
+            im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+        else:
+            scale = size / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+        return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+
+
+def _load_chunk(args: tuple[list[str], int, str]) -> list[torch.Tensor | str]:
+    """Worker: decoded images, or the error text for an image that cannot be read."""
+    paths, size, method = args
+    out: list[torch.Tensor | str] = []
+    for p in paths:
+        try:
+            out.append(load_image(Path(p), size, method).clone())
+        except Exception as e:  # PIL raises many types for truncated or foreign files
+            out.append(f"{type(e).__name__}: {e}")
+    return out
+
+
+def fingerprint(files: Sequence[Path], size: int, method: str) -> str:
+    """Changes when any file is added, removed or modified, or the size or method changes."""
+    h = hashlib.sha1(f"v1 {size} {method}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EXPT_CACHE", Path.home() / ".cache" / "expt" / "images"))
+
+
+def decode_all(files: Sequence[Path], size: int, method: str, workers: int, label: str):
+    """(uint8 tensor (N, 3, size, size) of the readable images, their indices, {path: error})."""
+    from rich.progress import Progress
+    chunk = 64
+    jobs = [([str(f) for f in files[i: i + chunk]], size, method) for i in range(0, len(files), chunk)]
+    images, kept, bad = [], [], {}
+
+    def collect(results) -> None:
+        for j, result in enumerate(results):
+            for k, item in enumerate(result):
+                i = j * chunk + k
+                if isinstance(item, str):
+                    bad[str(files[i])] = item
+                else:
+                    images.append(item)
+                    kept.append(i)
+            bar.advance(task, len(result))
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"caching {label} at {size}px", total=len(files))
+        if workers <= 1:
+            collect(map(_load_chunk, jobs))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                collect(pool.map(_load_chunk, jobs))
+    x = torch.stack(images) if images else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    return x, kept, bad
+
+
+def cached_images(files: Sequence[Path], size: int, method: str = "crop", label: str = "images",
+                  strict: bool = False, workers: int | None = None) -> tuple[torch.Tensor, list[int], dict]:
+    """The images of `files` at `size`, from the cache when it is current, else decoded now.
+
+    Returns (uint8 (N, 3, size, size), indices into `files` of the images kept, {path: error} of
+    those skipped because they could not be read). strict: an unreadable image is an error.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from ..checkpoint import atomic_write
+    if method not in RESIZE_METHODS:
+        raise DataError(f"data.resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+    key = fingerprint(files, size, method)
+    path = cache_root() / f"{label}-{size}-{key}.safetensors"
+    if path.is_file():
+        try:
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads(f.metadata()["meta"])
+            tensors = load_file(str(path))
+            bad = meta["skipped"]
+            if strict and bad:
+                raise DataError(f"unreadable image {next(iter(bad))} ({next(iter(bad.values()))}); "
+                                "fix or remove it, or set data.strict=false to skip it")
+            return tensors["x"], tensors["kept"].tolist(), bad
+        except DataError:
+            raise
+        except Exception as e:  # a damaged cache is rebuilt, never trusted
+            log.warning("rebuilding damaged image cache %s (%s)", path, e)
+    x, kept, bad = decode_all(files, size, method, workers if workers is not None else os.cpu_count() or 1, label)
+    for p, err in bad.items():
+        if strict:
+            raise DataError(f"unreadable image {p} ({err}); fix or remove it, or set data.strict=false to skip it")
+        log.warning("skipping unreadable image %s (%s)", p, err)
+    if not kept:
+        raise DataError(f"none of the {len(files)} {label} images could be read (first: {next(iter(bad.items()))})")
+    tensors = {"x": x.contiguous(), "kept": torch.tensor(kept, dtype=torch.int64)}
+    meta = json.dumps({"skipped": bad, "size": size, "method": method, "files": len(files)})
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"meta": meta}))
+    for stale in path.parent.glob(f"{label}-{size}-*.safetensors"):  # older versions at this size
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    return x, kept, bad

@@ -1,0 +1,31 @@
+"""`expt predict ckpt=PATH`: the checkpoint's predictions for its dataset's test images, as a
+Kaggle submission file (image_id,<headline target>)."""
+
+from pathlib import Path
+
+import torch
+
+from .data.loaders import DeviceLoader
+from .errors import ExptError
+from .tta import autocast_for, predict
+
+
+def run_predict(cfg, run_dir: Path, console) -> dict:
+    import pandas as pd
+
+    from .build import build_test
+    test = build_test(cfg)
+    loader = DeviceLoader(test.x, torch.zeros(len(test.x), dtype=torch.long), cfg.bs * 2, shuffle=False,
+                          drop_last=False, device=test.device, channels_last=test.device.type == "cuda")
+    sizes = [len(c) for c in test.heads.values()]
+    _, probs = predict(test.model, loader, test.tta, autocast_for(test.precision, test.device), sizes)
+    target, classes = next(iter(test.heads.items()))
+    labels = [classes[i] for i in probs[:, : sizes[0]].argmax(1).tolist()]
+    out = Path(test.path).parent / "submission.csv"
+    from .checkpoint import atomic_write
+    frame = pd.DataFrame({"image_id": test.ids, target: labels})
+    atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
+    console.print(f"[bold]expt predict[/] {len(labels):,} test images, views {', '.join(test.tta.names)}: wrote {out}")
+    if not len(labels):
+        raise ExptError("no test images were predicted")
+    return {"status": "ok", "rows": len(labels)}
