@@ -18,33 +18,43 @@ log = logging.getLogger(__name__)
 RESIZE_METHODS = ("crop", "squish")
 
 
-def load_image(path: Path, size: int, method: str = "crop") -> torch.Tensor:
-    """One image as uint8 (3, size, size): 'crop' scales the short side to `size` and takes the
-    centre; 'squish' scales both sides to `size`. JPEGs decode at a reduced scale when that is
-    still at least `size` (PIL's draft mode), which is much faster for large photos."""
+def decode(path: Path, size: int, method: str = "crop") -> bytes:
+    """One image as size x size RGB bytes (height, width, channel): 'crop' scales the short side to
+    `size` and takes the centre; 'squish' scales both sides to `size`. JPEGs decode at a reduced
+    scale when that is still at least `size` (PIL's draft mode), much faster for large photos."""
     from PIL import Image
     with Image.open(path) as im:
         im.draft("RGB", (size, size))
         im = im.convert("RGB")
         w, h = im.size
         if method == "squish":
-            im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
         else:
             scale = size / min(w, h)
             nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
             im = im.resize((nw, nh), Image.Resampling.BILINEAR)
             left, top = (nw - size) // 2, (nh - size) // 2
             im = im.crop((left, top, left + size, top + size))
-        return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+        return im.tobytes()
 
 
-def _load_chunk(args: tuple[list[str], int, str]) -> list[torch.Tensor | str]:
-    """Worker: decoded images, or the error text for an image that cannot be read."""
+def to_tensor(raw: bytes, size: int) -> torch.Tensor:
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+
+
+def load_image(path: Path, size: int, method: str = "crop") -> torch.Tensor:
+    """One image as uint8 (3, size, size), exactly as the cache stores it."""
+    return to_tensor(decode(path, size, method), size)
+
+
+def _load_chunk(args: tuple[list[str], int, str]) -> list[bytes | str]:
+    """Worker: raw pixels of each image (bytes travel between processes far faster than tensors),
+    or the error text for an image that cannot be read."""
     paths, size, method = args
-    out: list[torch.Tensor | str] = []
+    out: list[bytes | str] = []
     for p in paths:
         try:
-            out.append(load_image(Path(p), size, method).clone())
+            out.append(decode(Path(p), size, method))
         except Exception as e:  # PIL raises many types for truncated or foreign files
             out.append(f"{type(e).__name__}: {e}")
     return out
@@ -77,7 +87,7 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
                 if isinstance(item, str):
                     bad[str(files[i])] = item
                 else:
-                    images.append(item)
+                    images.append(to_tensor(item, size))
                     kept.append(i)
             bar.advance(task, len(result))
 
