@@ -102,9 +102,11 @@ def test_random_resized_crop():
     assert out.shape == x.shape and len({round(c.sum().item(), 3) for c in crops}) == 16  # one crop per image
 
 
-def test_train_imagenette_end_to_end(tmp_path, isolated_env):
+@pytest.mark.parametrize("cache_images", [True, False])
+def test_train_imagenette_end_to_end(tmp_path, isolated_env, cache_images):
     root = make_imagenette(tmp_path / "inet")
     result = run_expt(["train", "data=imagenette", f"data.root={root}", "data.size=32", "device=cpu", "epochs=2",
+                       f"data.cache={str(cache_images).lower()}",
                        "bs=8", "augment=random_resized_crop", f"hydra.run.dir={tmp_path / 'run'}"],
                       cwd=tmp_path, env=isolated_env)
     assert result.returncode == 0, result.stderr
@@ -149,3 +151,33 @@ def test_two_targets_need_multi_task(tmp_path, isolated_env):
     result = run_expt(["train", "data=paddy", f"data.root={root}", "data.size=16", "device=cpu",
                        f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
     assert result.returncode == 2 and "use loss=multi_task" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_streaming_loader_gives_the_cache_batches(tmp_path, cache):
+    from expt.data.loaders import DeviceLoader, StreamLoader
+    root = make_imagenette(tmp_path / "inet", per_class=(3, 1))
+    streamed = imagenette.load(root=str(root), size=16, workers=1, cache=False)
+    assert not cache.exists() or not list(cache.iterdir())  # nothing was cached
+    cached = imagenette.load(root=str(root), size=16, workers=1)
+    assert streamed.train_x.shape == cached.train_x.shape and torch.equal(streamed.train_y, cached.train_y)
+    assert streamed.mean == pytest.approx(cached.mean)
+    kw = dict(shuffle=False, drop_last=False, device=torch.device("cpu"))
+    a = list(DeviceLoader(cached.train_x, cached.train_y, 4, **kw))
+    b = list(StreamLoader(streamed.train_x, streamed.train_y, 4, workers=2, **kw))
+    assert len(a) == len(b) == 3
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+    shuffled = StreamLoader(streamed.train_x, streamed.train_y, 4, shuffle=True, drop_last=True,
+                            device=torch.device("cpu"), workers=0)
+    pairs = [(x, y) for xb, yb in shuffled for x, y in zip(xb, yb)]
+    assert len(pairs) == 8
+    for x, y in pairs:  # each label still belongs to its image
+        match = [i for i in range(len(cached.train_x)) if torch.equal(cached.train_x[i].float() / 255, x)]
+        assert cached.train_y[match[0]] == y
+
+
+def test_streaming_survives_a_corrupt_image(tmp_path, cache):
+    root = make_imagenette(tmp_path / "inet", per_class=(2, 1))
+    (root / "train" / "n01440764" / "broken.JPEG").write_bytes(b"garbage")
+    data = imagenette.load(root=str(root), size=8, workers=1, cache=False)
+    blacks = [i for i in range(len(data.train_x)) if data.train_x[i].sum() == 0]
+    assert len(blacks) == 1

@@ -21,7 +21,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from .data import ImageData
-from .data.loaders import DeviceLoader
+from .data.loaders import DeviceLoader, StreamLoader
 from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError, ExptError
 from .models.layers import Normalize
@@ -163,8 +163,8 @@ class Run:
     loss: nn.Module
     opt: torch.optim.Optimizer
     augment: nn.Module | None
-    train_dl: DeviceLoader
-    valid_dl: DeviceLoader
+    train_dl: DeviceLoader | StreamLoader
+    valid_dl: DeviceLoader | StreamLoader
     device: torch.device
     precision: str
     schedule: Callable[..., LRScheduler]  # schedule(optimizer, total_steps=...)
@@ -256,6 +256,11 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
             {"params": [p for p in model.parameters() if id(p) in head], "lr_mult": 1.0}], body
 
 
+def loader_for(images) -> type:
+    """Batches from a resident uint8 tensor, or decoded from files every epoch (data.cache=false)."""
+    return DeviceLoader if isinstance(images, torch.Tensor) else StreamLoader
+
+
 def build_run(cfg: DictConfig) -> Run:
     for key in ("epochs", "bs"):
         if cfg[key] < 1:
@@ -274,8 +279,9 @@ def build_run(cfg: DictConfig) -> Run:
     model = build_model(cfg.arch, data.mean, data.std, data.n_outputs, input_shape)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
-    train_dl = DeviceLoader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
-    valid_dl = DeviceLoader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
+    Loader = loader_for(data.train_x)
+    train_dl = Loader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
+    valid_dl = Loader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
     groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult)
     opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
     for group in opt.param_groups:
@@ -339,8 +345,8 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
                               f"{len(first['mean'])} channels); pass a checkpoint trained on it")
     channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    valid_dl = DeviceLoader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, device=device,
-                            channels_last=channels_last)
+    valid_dl = loader_for(data.valid_x)(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False,
+                                        device=device, channels_last=channels_last)
     return EvalRun(paths=paths, models=[m.to(device, memory_format=memory_format) for m, _ in loaded], data=data,
                    valid_dl=valid_dl, tta=make("tta", cfg.tta), device=device,
                    precision=resolve_precision(cfg.precision, device))

@@ -43,8 +43,11 @@ class ImageData:
         return sum(self.head_sizes.values())
 
 
-def channel_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale, in float64 chunks."""
+def channel_stats(x, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale, in float64 chunks
+    (for images streamed from files: of a fixed sample of them)."""
+    if not isinstance(x, torch.Tensor):
+        x = x.sample()
     total = torch.zeros(x.shape[1], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     for i in range(0, len(x), chunk):

@@ -6,7 +6,7 @@ import torch
 
 from ..errors import DataError
 from . import ImageData, channel_stats, find_root, image_files, subset
-from .images import cached_images
+from .images import images_for
 
 NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
          "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
@@ -24,7 +24,8 @@ def split_files(folder, wnids: list[str]) -> tuple[list, torch.Tensor]:
 
 
 def load(root: str | None = None, size: int = 128, resize: str = "crop", train_subset: int | None = None,
-         valid_subset: int | None = None, strict: bool = False, workers: int | None = None) -> ImageData:
+         valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
+         cache: bool = True) -> ImageData:
     """Imagenette at size x size, decoded once into the image cache; the val folder validates."""
     folder, places = find_root("imagenette", root, ["train", "val"])
     if folder is None:
@@ -41,8 +42,8 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", train_s
         if not files:
             raise DataError(f"{folder / split} has no images in its class folders")
         pick = subset(len(files), n)
-        x, kept, bad = cached_images([files[i] for i in pick], size, resize, f"imagenette-{tag}-{split}", strict,
-                                     workers)
+        x, kept, bad = images_for([files[i] for i in pick], size, resize, f"imagenette-{tag}-{split}", strict,
+                                  workers, cache)
         out[split] = (x, labels[pick][kept])
         skipped |= bad
     mean, std = channel_stats(out["train"][0])

@@ -47,6 +47,44 @@ def load_image(path: Path, size: int, method: str = "crop") -> torch.Tensor:
     return to_tensor(decode(path, size, method), size)
 
 
+class FileImages(torch.utils.data.Dataset):
+    """Images decoded from their files on every access (the streaming path, `data.cache=false`),
+    shaped like a cache tensor. An image that cannot be read is logged and comes out black, so an
+    epoch never stops half-way."""
+
+    def __init__(self, files: Sequence[Path], size: int, method: str = "crop"):
+        self.files, self.size, self.method = list(files), size, method
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.files), 3, self.size, self.size)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        try:
+            return load_image(self.files[i], self.size, self.method)
+        except Exception as e:  # PIL raises many types for truncated or foreign files
+            log.warning("unreadable image %s (%s): using a black image", self.files[i], e)
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8)
+
+    def sample(self, n: int = 512) -> torch.Tensor:
+        """A fixed sample of up to n decoded images (for the normalisation statistics)."""
+        step = max(1, len(self) // n)
+        return torch.stack([self[i] for i in range(0, len(self), step)][:n])
+
+
+def images_for(files: Sequence[Path], size: int, method: str, label: str, strict: bool, workers: int | None,
+               cache: bool) -> tuple["torch.Tensor | FileImages", list[int], dict]:
+    """The cache (`cached_images`), or with cache=False the files themselves, decoded as batches are drawn."""
+    if cache:
+        return cached_images(files, size, method, label, strict, workers)
+    if method not in RESIZE_METHODS:
+        raise DataError(f"data.resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+    return FileImages(files, size, method), list(range(len(files))), {}
+
+
 def _load_chunk(args: tuple[list[str], int, str]) -> list[bytes | str]:
     """Worker: raw pixels of each image (bytes travel between processes far faster than tensors),
     or the error text for an image that cannot be read."""

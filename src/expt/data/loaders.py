@@ -43,3 +43,39 @@ class DeviceLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+class StreamLoader:
+    """Batches decoded from image files on every epoch by worker processes into pinned memory,
+    then copied to the device without blocking: for image sets too big to hold (data.cache=false).
+    Same interface as DeviceLoader."""
+
+    def __init__(self, images: torch.utils.data.Dataset, y: torch.Tensor, bs: int, *, shuffle: bool,
+                 drop_last: bool, device: torch.device, channels_last: bool = False, seed: int = 0,
+                 workers: int | None = None):
+        import os
+        self.images, self.y, self.bs, self.shuffle = images, y, bs, shuffle
+        self.drop_last = drop_last and len(images) >= bs
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.generator = torch.Generator().manual_seed(seed)
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.images), generator=self.generator) if self.shuffle else None
+        sampler = order.tolist() if order is not None else range(len(self.images))
+        batches = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(self.images, list(sampler)), batch_size=self.bs, drop_last=self.drop_last,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
+        labels = self.y[order] if order is not None else self.y
+        for i, xb in enumerate(batches):
+            yb = labels[i * self.bs: i * self.bs + len(xb)]
+            xb = xb.to(self.device, non_blocking=True)
+            yield xb.to(torch.float32, memory_format=self.memory_format).div_(255), yb.to(self.device, non_blocking=True)
+
+    state_dict = DeviceLoader.state_dict
+    load_state_dict = DeviceLoader.load_state_dict

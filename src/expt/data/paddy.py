@@ -11,7 +11,7 @@ import torch
 
 from ..errors import DataError
 from . import ImageData, channel_stats, find_root, image_files, subset
-from .images import cached_images
+from .images import images_for
 
 REQUIRED_COLUMNS = ("image_id", "label", "variety")
 
@@ -48,7 +48,8 @@ def read_table(folder: Path, targets: list[str]):
 
 def load(root: str | None = None, size: int = 224, resize: str = "squish", targets: list[str] = ("label", "variety"),
          valid_pct: float = 0.2, split_seed: int = 42, train_subset: int | None = None,
-         valid_subset: int | None = None, strict: bool = False, workers: int | None = None) -> ImageData:
+         valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
+         cache: bool = True) -> ImageData:
     """The training images at size x size with a seeded `valid_pct` validation split. y is
     (N, len(targets)) class indices; the first target (disease by default) is the headline."""
     targets = list(targets)
@@ -67,7 +68,8 @@ def load(root: str | None = None, size: int = 224, resize: str = "squish", targe
     out, skipped = {}, {}
     for split, n in (("train", train_subset), ("valid", valid_subset)):
         rows = splits[split][subset(len(splits[split]), n)]
-        x, kept, bad = cached_images([paths[i] for i in rows], size, resize, f"paddy-{tag}-{split}", strict, workers)
+        x, kept, bad = images_for([paths[i] for i in rows], size, resize, f"paddy-{tag}-{split}", strict, workers,
+                                  cache)
         out[split] = (x, y[rows][kept])
         skipped |= bad
     mean, std = channel_stats(out["train"][0])
@@ -91,5 +93,6 @@ def load_test(root: str | None = None, size: int = 224, resize: str = "squish", 
             raise DataError(f"{len(missing)} image(s) of sample_submission.csv are not in test_images, e.g. {missing[0]}")
         files = [by_name[i] for i in order]
     tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
+    from .images import cached_images
     x, kept, bad = cached_images(files, size, resize, f"paddy-{tag}-test", strict=True, workers=workers)
     return x, [files[i].name for i in kept]
