@@ -11,6 +11,7 @@ COMMANDS = {
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
     "predict": "a checkpoint's predictions for its dataset's test images: submission.csv (data=paddy)",
+    "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
 }
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -109,14 +110,46 @@ def check_overrides(overrides: list[str]) -> None:
         fail(one_line(e) + hint)
 
 
+def sweep_jobs(args: list[str], limit: int = 200) -> list[list[str]] | None:
+    """The overrides of each job of a sweep (every combination of a,b,c values, at most `limit`),
+    to check their configs before the sweep starts; None where Hydra's parser cannot say (ranges,
+    sweeper syntax such as interval())."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+                   else [o.input_line] for o in parsed]
+    except Exception:
+        return None
+    return [list(job) for job in itertools.islice(itertools.product(*choices), limit)]
+
+
+def sweep_dir_args(args: list[str]) -> list[str]:
+    """--multirun, and a timestamped hydra.sweep.dir unless one is given."""
+    import time
+    extra = [] if any(a in ("-m", "--multirun") for a in args) else ["--multirun"]
+    if not any(a.startswith("hydra.sweep.dir=") for a in args):
+        extra.append("hydra.sweep.dir=" + time.strftime("outputs/sweeps/%Y-%m-%d/%H-%M-%S"))
+    return extra
+
+
 def run_command(command: str, args: list[str]) -> None:
     import hydra
     register_schema()
-    if not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
+    if command == "sweep" and args[:1] == ["--aggregate"]:
+        return aggregate_only(args[1:])
+    if command == "sweep":
+        args = args + sweep_dir_args(args)
+        if not any(a in ("--help", "-h", "--cfg", "-c", "--info") for a in args):
+            for job in sweep_jobs(args) or []:
+                check_overrides(job)
+    elif not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
         check_overrides(args)
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-    def task(cfg) -> None:
+    def task(cfg):
         from pathlib import Path
 
         from hydra.core.hydra_config import HydraConfig
@@ -124,11 +157,15 @@ def run_command(command: str, args: list[str]) -> None:
         from rich.console import Console
 
         from .errors import ExptError
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        hc = HydraConfig.get()
+        run_dir = Path(hc.runtime.output_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         console = Console(highlight=False)
         if not console.is_terminal:  # logs and pipes: wide enough for every metric column, never cut
             console = Console(highlight=False, width=200)
+        if command == "sweep":
+            from .sweep import run_job
+            return run_job(_train, cfg, run_dir, console, list(hc.overrides.task))
         try:
             summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except ExptError as e:
@@ -142,6 +179,23 @@ def run_command(command: str, args: list[str]) -> None:
 
     sys.argv = [f"expt {command}", *args]
     task()
+    if command == "sweep" and "--help" not in args and "--cfg" not in args:
+        sweep_dir = next(a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir="))
+        aggregate_only([sweep_dir])
+
+
+def aggregate_only(args: list[str]) -> None:
+    """`expt sweep --aggregate DIR`: rebuild sweep.csv, the leaderboard and the plot of a sweep folder."""
+    from rich.console import Console
+
+    from .errors import ExptError
+    from .sweep import aggregate
+    if len(args) != 1:
+        fail("usage: expt sweep --aggregate SWEEP_DIR")
+    try:
+        aggregate(args[0], Console(highlight=False, width=None if sys.stdout.isatty() else 200))
+    except ExptError as e:
+        fail(str(e), e.exit_code)
 
 
 def _train(cfg, run_dir, console):

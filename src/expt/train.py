@@ -84,6 +84,8 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     seconds = time.perf_counter() - start
     summary = summarize(metrics.history, start_epoch, seconds, status, run, params)
     summary["mflops"] = size.mflops
+    if status == "diverged":
+        summary["error"] = learn.stop_reason
     atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     return summary
 

@@ -1,0 +1,148 @@
+"""`expt sweep`: many runs through Hydra's multirun, then one table, one leaderboard and one plot.
+
+Each job is a normal run folder under the sweep folder. A job that fails (an exception, a NaN,
+running out of memory) is recorded with its status and error and the sweep goes on; a job whose
+folder already holds a finished run of the same overrides is skipped, so re-running a sweep into
+its folder completes it.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from .checkpoint import atomic_write
+
+HEADLINE = "val/acc"
+METRICS = ["val/acc", "best/val/acc", "val/loss", "train/loss", "seconds", "peak_mem_mb", "params", "mflops"]
+NOT_A_FACTOR = {"seed"}  # jobs that differ only in these form one group of the leaderboard
+
+
+def finished(run_dir: Path, overrides: list[str]) -> dict | None:
+    """The summary of a finished run of exactly these overrides in run_dir, if there is one."""
+    summary, stored = run_dir / "summary.json", run_dir / ".hydra" / "overrides.yaml"
+    if not (summary.is_file() and stored.is_file()):
+        return None
+    result = json.loads(summary.read_text())
+    same = yaml.safe_load(stored.read_text()) == list(overrides)
+    return result if same and result.get("status") == "ok" else None
+
+
+def run_job(train, cfg, run_dir: Path, console, overrides: list[str]) -> float:
+    """One job: skip it when done, else train; never raise. Returns the headline metric (for sweepers)."""
+    done = finished(run_dir, overrides)
+    if done is not None:
+        console.print(f"[dim]skipping {run_dir.name}: already finished[/]")
+        return done.get(HEADLINE, math.nan)
+    try:
+        summary = train(cfg, run_dir, console)
+    except Exception as e:  # any failure of one job is recorded, and the sweep goes on
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        summary = {"status": "failed", "error": f"{type(e).__name__}: {first_line}"}
+        atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+        console.print(f"[bold red]job {run_dir.name} failed:[/] {summary['error']}")
+    value = summary.get(HEADLINE)
+    return value if summary.get("status") == "ok" and value is not None else math.nan
+
+
+def collect(sweep_dir: Path):
+    """sweep.csv's table: one row per job folder, its overrides as columns, then its results."""
+    import pandas as pd
+    rows = []
+    for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        job = overrides_file.parent.parent
+        row = {"job": job.name}
+        for item in yaml.safe_load(overrides_file.read_text()) or []:
+            key, _, value = item.partition("=")
+            row[key.lstrip("+~")] = value
+        summary_file = job / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {"status": "incomplete"}
+        row |= {m: summary.get(m) for m in METRICS}
+        row |= {"status": summary.get("status"), "error": summary.get("error", "")}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def leaderboard(table):
+    """Jobs grouped by the overrides that vary across the sweep, but the seed: n, mean and std of
+    the headline metric and the mean cost, sorted best first. Failed jobs count in `failed`, not in
+    the statistics."""
+    columns = [c for c in table.columns if c not in {"job", "status", "error", *METRICS, *NOT_A_FACTOR}]
+    factors = [c for c in columns if table[c].astype(str).nunique() > 1]
+    labels = table[factors].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    table = table.assign(group=labels if factors else "all")
+    ok = table[table["status"] == "ok"]
+    stats = ok.groupby("group").agg(n=(HEADLINE, "size"), mean=(HEADLINE, "mean"), std=(HEADLINE, "std"),
+                                    seconds=("seconds", "mean"), peak_mem_mb=("peak_mem_mb", "mean"),
+                                    params=("params", "first"))
+    failed = table[table["status"] != "ok"].groupby("group").size().rename("failed")
+    board = stats.join(failed, how="outer").fillna({"n": 0, "failed": 0})
+    board[["n", "failed"]] = board[["n", "failed"]].astype(int)
+    return board.sort_values("mean", ascending=False, na_position="last").reset_index()
+
+
+def missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def fmt_stat(mean, std, n) -> str:
+    if missing(mean):
+        return "-"
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+
+
+def render(board, console, title: str) -> str:
+    """Print the leaderboard as a rich table; return it as markdown."""
+    from rich.table import Table
+    columns = ["group", "n", f"{HEADLINE} (mean ± std)", "seconds", "peak MB", "params", "failed"]
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for r in board.itertuples():
+        cells = [r.group, str(r.n), fmt_stat(r.mean, r.std, r.n),
+                 "-" if missing(r.seconds) else f"{r.seconds:.1f}",
+                 "-" if missing(r.peak_mem_mb) else f"{r.peak_mem_mb:.0f}",
+                 "-" if missing(r.params) else f"{int(r.params):,}", str(r.failed)]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    return "\n".join(lines) + "\n"
+
+
+def plot(board, path: Path) -> None:
+    """Headline metric against fit time, marker size by peak memory, one label per group."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ok = board.dropna(subset=["mean", "seconds"])
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if len(ok):
+        mem = ok["peak_mem_mb"].fillna(0)
+        sizes = 30 + 300 * mem / max(mem.max(), 1)
+        ax.scatter(ok["seconds"], ok["mean"], s=sizes, alpha=0.6)
+        for r in ok.itertuples():
+            ax.annotate(r.group, (r.seconds, r.mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel="fit time (s)", ylabel=f"{HEADLINE} (mean over seeds)", title="sweep: marker size = peak memory")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def aggregate(sweep_dir: Path, console) -> dict:
+    """Write sweep.csv, leaderboard.md and sweep.png for a sweep folder, and print the leaderboard."""
+    from .errors import ExptError
+    sweep_dir = Path(sweep_dir)
+    table = collect(sweep_dir)
+    if table.empty:
+        raise ExptError(f"{sweep_dir} holds no sweep jobs (no */.hydra/overrides.yaml); pass a sweep folder")
+    atomic_write(sweep_dir / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
+    board = leaderboard(table)
+    ok = int((table["status"] == "ok").sum())
+    title = f"sweep {sweep_dir}: {ok} of {len(table)} jobs ok"
+    markdown = render(board, console, title)
+    atomic_write(sweep_dir / "leaderboard.md", lambda tmp: tmp.write_text(markdown))
+    plot(board, sweep_dir / "sweep.png")
+    console.print(f"wrote {sweep_dir / 'sweep.csv'}, leaderboard.md, sweep.png")
+    return {"jobs": len(table), "ok": ok}

@@ -1,0 +1,107 @@
+"""`expt sweep`: multirun jobs, failures recorded, re-runs skip finished jobs, the aggregation."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+from rich.console import Console
+
+from conftest import make_fashion_mnist, make_paddy, run_expt
+from expt.sweep import aggregate, collect, leaderboard
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """$EXPT_DATA with both datasets, so one sweep can switch between them."""
+    root = tmp_path_factory.mktemp("sweepdata")
+    make_fashion_mnist(root / "fashion_mnist", n_train=128, n_valid=64)
+    make_paddy(root / "paddy", n=12, n_test=2)
+    return root
+
+
+def sweep(tmp_path, env, data_dir, *args):
+    env = {**env, "EXPT_DATA": str(data_dir), "EXPT_CACHE": str(tmp_path / "cache")}
+    return run_expt(["sweep", "debug=fast", "bs=32", *args,
+                     f"hydra.sweep.dir={tmp_path / 'sw'}"], cwd=tmp_path, env=env)
+
+
+def test_sweep_records_a_failing_job_and_goes_on(tmp_path, isolated_env, data_dir):
+    # cross_entropy cannot train paddy's two heads: exactly one of the four jobs fails
+    result = sweep(tmp_path, isolated_env, data_dir, "data=fashion_mnist,paddy", "loss=cross_entropy,multi_task")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
+    assert len(table) == 4 and sorted(table["status"]) == ["failed", "ok", "ok", "ok"]
+    failed = table[table["status"] == "failed"].iloc[0]
+    assert (failed["data"], failed["loss"]) == ("paddy", "cross_entropy") and "multi_task" in failed["error"]
+    assert (tmp_path / "sw" / "leaderboard.md").read_text().count("| data=") == 4
+    assert (tmp_path / "sw" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "3 of 4 jobs ok" in result.stdout
+
+    again = sweep(tmp_path, isolated_env, data_dir, "data=fashion_mnist,paddy", "loss=cross_entropy,multi_task")
+    assert again.returncode == 0 and again.stdout.count("skipping") == 3  # the failed job runs again
+    assert pd.read_csv(tmp_path / "sw" / "sweep.csv")["val/acc"].tolist() == pytest.approx(
+        table["val/acc"].tolist(), nan_ok=True)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "sw", copy)
+    (copy / "sweep.csv").unlink()
+    agg = run_expt(["sweep", "--aggregate", str(copy)], cwd=tmp_path)
+    assert agg.returncode == 0, agg.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "sweep.csv"), pd.read_csv(tmp_path / "sw" / "sweep.csv"))
+
+
+def test_bad_combination_stops_before_any_job(tmp_path, isolated_env, data_dir):
+    result = sweep(tmp_path, isolated_env, data_dir, "arch=resnet_k5,nope")
+    assert result.returncode == 2 and "unknown option 'arch/nope'" in result.stderr
+    assert not (tmp_path / "sw").exists()
+
+
+def test_joblib_launcher_runs_two_workers(tmp_path, isolated_env, data_dir):
+    result = sweep(tmp_path, isolated_env, data_dir, "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
+    assert sorted(table["seed"]) == [1, 2] and (table["status"] == "ok").all()
+
+
+def fake_job(folder, overrides, summary):
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_leaderboard_groups_seeds(tmp_path):
+    accs = {"resnet": [0.90, 0.92, 0.94], "resnet_k5": [0.93, 0.95]}
+    for arch, values in accs.items():
+        for seed, acc in enumerate(values):
+            fake_job(tmp_path / f"job_{arch}_{seed}", [f"arch={arch}", f"seed={seed}", "epochs=5"],
+                     {"status": "ok", "val/acc": acc, "seconds": 10.0 + seed, "peak_mem_mb": 100, "params": 7})
+    fake_job(tmp_path / "job_resnet_k5_9", ["arch=resnet_k5", "seed=9", "epochs=5"],
+             {"status": "failed", "error": "RuntimeError: out of memory"})
+    fake_job(tmp_path / "job_resnet_k5_8", ["arch=resnet_k5", "seed=8", "epochs=5"], None)  # killed mid-run
+    table = collect(tmp_path)
+    assert len(table) == 7 and (table["status"] == "incomplete").sum() == 1
+    board = leaderboard(table)
+    assert board["group"].tolist() == ["arch=resnet_k5", "arch=resnet"]  # best first; epochs does not vary
+    k5, plain = board.iloc[0], board.iloc[1]
+    assert (k5["n"], k5["failed"]) == (2, 2) and k5["mean"] == pytest.approx(0.94)
+    assert k5["std"] == pytest.approx(pd.Series([0.93, 0.95]).std())
+    assert plain["n"] == 3 and plain["mean"] == pytest.approx(0.92) and plain["std"] == pytest.approx(0.02)
+    aggregate(tmp_path, Console(quiet=True))
+    assert "0.9400 ± 0.0141" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_aggregate_of_a_folder_without_jobs(tmp_path):
+    result = run_expt(["sweep", "--aggregate", str(tmp_path)], cwd=tmp_path)
+    assert result.returncode == 2 and "holds no sweep jobs" in result.stderr
+
+
+def test_optuna_search(tmp_path, isolated_env, data_dir):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = sweep(tmp_path, isolated_env, data_dir, "hparams_search=fmnist_optuna", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
+    assert len(table) == 2 and table["optimizer.lr"].between(1e-3, 1e-1).all()
+    assert (tmp_path / "sw" / "optimization_results.yaml").is_file()
