@@ -1,7 +1,5 @@
 """arch=timm, automatic normalisation, fine-tuning, and `expt summary`."""
 
-import json
-
 import pytest
 import timm
 import torch

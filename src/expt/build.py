@@ -6,8 +6,6 @@ signature before anything is built, so a wrong key or type is one clear line, no
 
 import functools
 import inspect
-import types
-import typing
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,83 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from .checkpoint import read_checkpoint
 from .data import ImageData
 from .data.loaders import DeviceLoader, StreamLoader
-from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError, ExptError
 from .models.layers import Normalize
+from .signature import check_node
 
 GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta")
-SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a config value can be passed where `hint` is expected (unknown hints pass)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any or hint is inspect.Parameter.empty or isinstance(hint, (str, typing.TypeVar)):
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint is torch.Tensor:
-        return False  # a config value is never a tensor
-    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
-        return all(_fits(v, args[0]) for v in value) if args else True
-    return True
-
-
-def _hint_name(hint: Any) -> str:
-    """'float', 'int or None', 'a list of 2 float', ... (tensors left out: configs never hold them)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_hint_name(a) for a in args if a is not torch.Tensor)
-    if origin is tuple and args and args[-1] is not Ellipsis:
-        return f"a list of {len(args)} {_hint_name(args[0])}"
-    if origin in (list, tuple, Sequence, typing.Sequence):
-        return f"a list of {_hint_name(args[0])}" if args else "a list"
-    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
-
-
-def check_node(group: str, node: dict) -> None:
-    """Raise ConfigError when `node` has a key its builder does not take, or a value of the wrong type."""
-    try:
-        target = get_object(node["_target_"])
-    except Exception as e:
-        raise ConfigError(f"{group}: cannot import _target_ {node.get('_target_')!r} ({e})") from e
-    params = inspect.signature(target).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:  # unresolvable forward references: check names only
-        hints = {}
-    for key, value in node.items():
-        if key in SPECIAL_KEYS:
-            continue
-        if key not in params and not takes_any:
-            options = ", ".join(k for k in params if k not in ("self", "params", "optimizer", "total_steps"))
-            raise ConfigError(f"{group} has no option {key!r}; its options are: {options}")
-        if key in hints and not _fits(value, hints[key]):
-            raise ConfigError(f"{group}.{key}={value!r} has the wrong type: expected {_hint_name(hints[key])}")
-        for i, item in enumerate(value if isinstance(value, list) else [value]):  # nested builders
-            if isinstance(item, dict) and "_target_" in item:
-                check_node(f"{group}.{key}" + (f"[{i}]" if isinstance(value, list) else ""), item)
-
-
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
 
 

@@ -97,7 +97,7 @@ def one_line(error: Exception) -> str:
     return " ".join(lines)
 
 
-def check_overrides(overrides: list[str]) -> None:
+def check_overrides(overrides: list[str], command: str = "train") -> None:
     """Compose once without running, so a bad group option, key or type is one line (exit 2)."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
@@ -106,7 +106,7 @@ def check_overrides(overrides: list[str]) -> None:
         with initialize_config_module("expt.conf", version_base="1.3"):
             compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        hint = "; see `expt train --help` for groups and options"
+        hint = f"; see `expt {command} --help` for groups and options"
         fail(one_line(e) + hint)
 
 
@@ -144,9 +144,9 @@ def run_command(command: str, args: list[str]) -> None:
         args = args + sweep_dir_args(args)
         if not any(a in ("--help", "-h", "--cfg", "-c", "--info") for a in args):
             for job in sweep_jobs(args) or []:
-                check_overrides(job)
+                check_overrides(job, command)
     elif not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
-        check_overrides(args)
+        check_overrides(args, command)
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")
     def task(cfg):
