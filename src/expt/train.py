@@ -14,7 +14,7 @@ from .checkpoint import atomic_write, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
 from .lr_find import find_lr, report
-from .summary import example_batch, summarize_model
+from .summary import ModelSummary, example_batch, summarize_model
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
 
@@ -66,8 +66,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks)
 
     size = summarize_model(run.model, example_batch(run))
-    params = size.params
-    console.print(f"[bold]expt train[/] {cfg.name}: {params:,} parameters, {len(run.data.train_x):,} train / "
+    console.print(f"[bold]expt train[/] {cfg.name}: {size.params:,} parameters, {len(run.data.train_x):,} train / "
                   f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
                   f"epochs {start_epoch + 1}-{cfg.epochs}")
     if run.device.type == "cuda":
@@ -82,8 +81,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
         save_model(run_dir / "model.safetensors", run.model, meta)
         status = "interrupted"
     seconds = time.perf_counter() - start
-    summary = summarize(metrics.history, start_epoch, seconds, status, run, params)
-    summary["mflops"] = size.mflops
+    summary = summarize(metrics.history, start_epoch, seconds, status, run, size)
     if status == "diverged":
         summary["error"] = learn.stop_reason
     atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
@@ -91,7 +89,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
 
 
 def summarize(history: list[dict], start_epoch: int, seconds: float, status: str, run: Run,
-              params: int) -> dict:
+              size: ModelSummary) -> dict:
     last = history[-1] if history else {}
     epochs_run = len(history) - start_epoch
     summary = {
@@ -100,7 +98,7 @@ def summarize(history: list[dict], start_epoch: int, seconds: float, status: str
         "best/val/acc": max((row["val/acc"] for row in history), default=None),
         "epochs": len(history), "seconds": seconds,
         "seconds_per_epoch": seconds / epochs_run if epochs_run > 0 else None,
-        "peak_mem_mb": peak_memory_mb(run.device), "params": params,
+        "peak_mem_mb": peak_memory_mb(run.device), "params": size.params, "mflops": size.mflops,
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
         "precision": run.precision, "lr": run.peak_lr, "lr_auto": run.lr_auto,
         "skipped_images": len(run.data.skipped),
