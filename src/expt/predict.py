@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import atomic_write
 from .data.loaders import DeviceLoader
-from .errors import ExptError
 from .tta import autocast_for, predict
 
 
@@ -19,13 +19,10 @@ def run_predict(cfg, run_dir: Path, console) -> dict:
                           drop_last=False, device=test.device, channels_last=test.device.type == "cuda")
     sizes = [len(c) for c in test.heads.values()]
     _, probs = predict(test.model, loader, test.tta, autocast_for(test.precision, test.device), sizes)
-    target, classes = next(iter(test.heads.items()))
+    target, classes = next(iter(test.heads.items()))  # the headline target, as Kaggle scores it
     labels = [classes[i] for i in probs[:, : sizes[0]].argmax(1).tolist()]
     out = Path(test.path).parent / "submission.csv"
-    from .checkpoint import atomic_write
     frame = pd.DataFrame({"image_id": test.ids, target: labels})
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"[bold]expt predict[/] {len(labels):,} test images, views {', '.join(test.tta.names)}: wrote {out}")
-    if not len(labels):
-        raise ExptError("no test images were predicted")
     return {"status": "ok", "rows": len(labels)}
