@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import make_imagenette, make_paddy, run_expt
+from conftest import SHARED_DATA, make_imagenette, make_paddy, run_expt
 from expt.augment import RandomResizedCrop
 from expt.data import imagenette, images, paddy
 from expt.data.images import cached_images, load_image
@@ -181,3 +181,15 @@ def test_streaming_survives_a_corrupt_image(tmp_path, cache):
     data = imagenette.load(root=str(root), size=8, workers=1, cache=False)
     blacks = [i for i in range(len(data.train_x)) if data.train_x[i].sum() == 0]
     assert len(blacks) == 1
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "imagenette" / "train").is_dir(), reason="needs ../shared/data/imagenette")
+@pytest.mark.realdata
+def test_real_imagenette_subset(tmp_path, isolated_env):
+    result = run_expt(["train", "data=imagenette", f"data.root={SHARED_DATA / 'imagenette'}", "data.size=32",
+                       "data.train_subset=400", "data.valid_subset=200", "device=cpu", "epochs=1", "bs=50",
+                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["skipped_images"] == 0
+    assert "400 train / 200 valid images" in result.stdout
