@@ -93,66 +93,72 @@ def autocast_for(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
-    """The `expt tta` command: each checkpoint with and without TTA, then their ensemble."""
-    import json
-    from pathlib import Path
-
-    from rich.table import Table
-
-    from .build import build_eval
-    from .checkpoint import atomic_write
-
-    ev = build_eval(cfg, explicit_data)
+def evaluate(ev) -> dict:
+    """Each checkpoint of an EvalRun without and with TTA, their average, each head, each class."""
     sizes = list(ev.data.head_sizes.values())
     y = ev.valid_dl.y.view(len(ev.valid_dl.y), -1)
-    targets = y[:, 0]  # the headline target
+    targets, head = y[:, 0], sizes[0]  # the headline target and its logits
     autocast = autocast_for(ev.precision, ev.device)
-    console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
-                  f"({ev.tta.average} average), {len(targets):,} validation images, {ev.device} {ev.precision}")
     plain_sum = tta_sum = 0
     models = []
     for path, model in zip(ev.paths, ev.models):
         plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, sizes)
         plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
-        head = sizes[0]
         models.append({"ckpt": path, "acc": accuracy(plain[:, :head], targets),
                        "tta_acc": accuracy(averaged[:, :head], targets)})
     plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
     heads = {name: {"acc": accuracy(p, y[:, i]), "tta_acc": accuracy(a, y[:, i])}
              for i, (name, p, a) in enumerate(zip(ev.data.heads, plain.split(sizes, -1), averaged.split(sizes, -1)))}
-    plain, averaged = plain[:, : sizes[0]], averaged[:, : sizes[0]]
-    result = {"heads": heads, "checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(targets),
-              "models": models, "acc": accuracy(plain, targets), "tta_acc": accuracy(averaged, targets),
-              "per_class": {}}
+    plain, averaged = plain[:, :head], averaged[:, :head]
     n = len(ev.data.classes)
-    for name, a, b in zip(ev.data.classes, per_class_accuracy(plain, targets, n),
-                          per_class_accuracy(averaged, targets, n)):
-        result["per_class"][name] = {"acc": a, "tta_acc": b}
+    per_class = {name: {"acc": a, "tta_acc": b} for name, a, b in zip(
+        ev.data.classes, per_class_accuracy(plain, targets, n), per_class_accuracy(averaged, targets, n))}
+    return {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(targets),
+            "models": models, "acc": accuracy(plain, targets), "tta_acc": accuracy(averaged, targets),
+            "heads": heads, "per_class": per_class}
 
-    headline = next(iter(ev.data.heads))
-    table = Table(title=f"{headline} accuracy without and with test-time augmentation")
+
+def table(result: dict, headline: str):
+    """Per class, per checkpoint (for an ensemble) and per head: plain, tta and the change."""
+    from pathlib import Path
+
+    from rich.table import Table
+    t = Table(title=f"{headline} accuracy without and with test-time augmentation")
     for col, justify in (("", "left"), ("plain", "right"), ("tta", "right"), ("change", "right")):
-        table.add_column(col, justify=justify)
+        t.add_column(col, justify=justify)
 
     def row(label, a, b):
-        table.add_row(label, f"{a:.4f}" if a is not None else "-", f"{b:.4f}" if b is not None else "-",
-                      f"{b - a:+.4f}" if a is not None and b is not None else "")
+        t.add_row(label, "-" if a is None else f"{a:.4f}", "-" if b is None else f"{b:.4f}",
+                  "" if a is None or b is None else f"{b - a:+.4f}")
     for name, acc in result["per_class"].items():
         row(name, acc["acc"], acc["tta_acc"])
-    table.add_section()
-    if len(models) > 1:
-        for m in models:
+    t.add_section()
+    if len(result["models"]) > 1:
+        for m in result["models"]:
             row(Path(m["ckpt"]).parent.name or m["ckpt"], m["acc"], m["tta_acc"])
         row("[bold]ensemble", result["acc"], result["tta_acc"])
     else:
         row("[bold]all", result["acc"], result["tta_acc"])
-    if len(heads) > 1:
-        table.add_section()
-        for name, acc in heads.items():
+    if len(result["heads"]) > 1:
+        t.add_section()
+        for name, acc in result["heads"].items():
             row(f"target {name}", acc["acc"], acc["tta_acc"])
-    console.print(table)
+    return t
+
+
+def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
+    """The `expt tta` command; tta.json goes next to a single checkpoint, or into the run folder."""
+    import json
+    from pathlib import Path
+
+    from .build import build_eval
+    from .checkpoint import atomic_write
+    ev = build_eval(cfg, explicit_data)
+    console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
+                  f"({ev.tta.average} average), {len(ev.valid_dl.y):,} validation images, {ev.device} {ev.precision}")
+    result = evaluate(ev)
+    console.print(table(result, next(iter(ev.data.heads))))
     out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     console.print(f"wrote {out}")
-    return {"status": "ok", **{k: result[k] for k in ("acc", "tta_acc")}}
+    return {"status": "ok", "acc": result["acc"], "tta_acc": result["tta_acc"]}
