@@ -105,3 +105,11 @@ def test_optuna_search(tmp_path, isolated_env, data_dir):
     table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
     assert len(table) == 2 and table["optimizer.lr"].between(1e-3, 1e-1).all()
     assert (tmp_path / "sw" / "optimization_results.yaml").is_file()
+
+
+def test_train_multirun_is_a_sweep(tmp_path, isolated_env, data_dir):
+    env = {**isolated_env, "EXPT_DATA": str(data_dir)}
+    result = run_expt(["train", "-m", "debug=fast", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sw'}"],
+                      cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(tmp_path / "sw" / "sweep.csv")) == 2 and (tmp_path / "sw" / "leaderboard.md").is_file()

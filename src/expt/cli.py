@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
         fail(f"unknown command {command!r}; commands are: {', '.join(COMMANDS)} (expt --help)")
+    if command == "train" and any(a in ("-m", "--multirun") for a in args):
+        command = "sweep"  # many trainings: a failing job must not stop the others
     run_command(command, args)
 
 
