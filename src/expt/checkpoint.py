@@ -4,6 +4,7 @@ atomic (temporary file, then rename), so a crash never leaves a half-written fil
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Write through `write(tmp_path)` and move the result into place in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -38,11 +39,13 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def save_model(path: Path, model: nn.Module, meta: dict) -> Path:
-    """Weights (contiguous, on the CPU) to safetensors, `meta` as JSON strings in its header."""
+def save_model(path: Path, model: nn.Module | dict[str, torch.Tensor], meta: dict) -> Path:
+    """Weights (a model or its state dict; stored contiguous, on the CPU) to safetensors, `meta` as
+    JSON strings in its header."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {"format": FORMAT, **{k: json.dumps(v) for k, v in meta.items()}}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 

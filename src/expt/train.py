@@ -78,6 +78,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
             status = "diverged"
     except KeyboardInterrupt:
         # Keep the weights as they are; last.pt still holds the last finished epoch to resume from.
+        checkpoint.wait()
         save_model(run_dir / "model.safetensors", run.model, meta)
         status = "interrupted"
     seconds = time.perf_counter() - start

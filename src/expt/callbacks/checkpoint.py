@@ -1,14 +1,29 @@
-"""After every good epoch: the model (safetensors + metadata) and the state to resume from."""
+"""After every good epoch: the model (safetensors + metadata) and the state to resume from.
 
+The state is copied to the CPU at the epoch's end (so training can go on changing the live
+tensors), then written by a background thread while the next epoch trains; the next save, the
+end of the fit and `wait()` join it. Every file is still written atomically."""
+
+import threading
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
-import pandas as pd
-
 from ..checkpoint import atomic_write, save_model, save_state
 from ..learner import Callback
+
+
+def to_cpu(obj):
+    """A copy of nested dicts/lists/tuples with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 class CheckpointCB(Callback):
@@ -23,17 +38,40 @@ class CheckpointCB(Callback):
         self.stateful = stateful  # name -> object with state_dict()/load_state_dict()
         self.history = history    # the rows MetricsCB appends to
         self.extra = extra or {}  # plain values stored with the state (the run's config)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
 
     def after_epoch(self, learn) -> None:
         self.save(learn, epochs_done=learn.epoch + 1)
 
+    def after_fit(self, learn) -> None:
+        self.wait()
+
     def save(self, learn, epochs_done: int) -> None:
-        save_model(self.run_dir / "model.safetensors", self.model, self.meta)
-        state = {"epochs_done": epochs_done, "history": self.history, "model": self.model.state_dict(),
-                 "opt": learn.opt.state_dict(),
-                 "torch_rng": torch.get_rng_state(), **self.extra,
-                 **{name: obj.state_dict() for name, obj in self.stateful.items()}}
+        self.wait()
+        weights = to_cpu(self.model.state_dict())
+        state = {"epochs_done": epochs_done, "history": [dict(r) for r in self.history], "model": weights,
+                 "opt": to_cpu(learn.opt.state_dict()), "torch_rng": torch.get_rng_state(), **self.extra,
+                 **{name: to_cpu(obj.state_dict()) for name, obj in self.stateful.items()}}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        save_state(self.run_dir / "last.pt", state)
-        atomic_write(self.run_dir / "metrics.csv", lambda tmp: pd.DataFrame(self.history).to_csv(tmp, index=False))
+        self.thread = threading.Thread(target=self._write, args=(weights, state), name="expt-checkpoint")
+        self.thread.start()
+
+    def _write(self, weights: dict, state: dict) -> None:
+        try:
+            save_model(self.run_dir / "model.safetensors", weights, self.meta)
+            save_state(self.run_dir / "last.pt", state)
+            rows = pd.DataFrame(state["history"])
+            atomic_write(self.run_dir / "metrics.csv", lambda tmp: rows.to_csv(tmp, index=False))
+        except BaseException as e:  # reported by wait(), in the training thread
+            self.error = e
+
+    def wait(self) -> None:
+        """Block until the last checkpoint is on disk; raise what writing it raised."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
