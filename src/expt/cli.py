@@ -26,6 +26,8 @@ def print_usage() -> None:
               "  expt train optimizer.lr=auto    # find the lr first, then train with it",
               "  expt tta ckpt=outputs/runs/DATE/TIME_NAME/model.safetensors tta=flip_shift",
               "  expt summary arch=timm arch.name=convnext_atto",
+              "  expt sweep arch=resnet_k5,resnet seed=1,2,3",
+              "  expt predict ckpt=RUN/model.safetensors    # a data=paddy run: submission.csv",
               "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job"]
     print("\n".join(lines))
 
