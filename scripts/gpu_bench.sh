@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every GPU measurement the issues ask for, for a lent GPU machine (see scripts/prepare_device.sh;
+# carry .whl and .devdata). Stages run in the order given; each appends its log under $OUT.
+#   bash scripts/gpu_bench.sh loop recipe5            # about a minute or two
+#   bash scripts/gpu_bench.sh aug20 erase50 copy25    # the course table (issue 4)
+#   bash scripts/gpu_bench.sh timm imagenette         # issues 5 and 6 (imagenette: prepare --imagenette)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if ! python3 -c "import hydra" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src" EXPT_DATA=$PWD/.devdata PYTHONUNBUFFERED=1
+OUT=${OUT:-outputs/gpu}
+mkdir -p "$OUT"
+nvidia-smi -L | tee -a "$OUT/device.txt"
+recipe() {  # name, then bench_recipe.py overrides
+  local name=$1; shift
+  python3 scripts/bench_recipe.py --seeds 1 2 3 --out "outputs/gpu/$name" -- "$@" 2>&1 | tee -a "$OUT/$name.txt"
+}
+tta() {  # name, then tta overrides: each seed's checkpoint with flip TTA, then the ensemble of all
+  local name=$1; shift
+  for s in 1 2 3; do
+    python3 -m expt.cli tta "ckpt=outputs/gpu/$name/seed$s/model.safetensors" "$@" 2>&1 | tail -4 | tee -a "$OUT/$name.txt"
+  done
+}
+for stage in "$@"; do
+  case $stage in
+    loop) python3 scripts/bench_loop.py 2>&1 | tee -a "$OUT/loop.txt"
+          python3 scripts/bench_augment.py 2>&1 | tee -a "$OUT/loop.txt"
+          python3 scripts/bench_checkpoint.py 2>&1 | tee -a "$OUT/loop.txt" ;;
+    recipe5) recipe fmnist_5ep experiment=fmnist_5ep ;;
+    aug20) recipe fmnist_20ep_aug experiment=fmnist_20ep_aug; tta fmnist_20ep_aug ;;
+    erase50) recipe fmnist_50ep_erase experiment=fmnist_50ep_erase; tta fmnist_50ep_erase ;;
+    copy25) recipe fmnist_25ep_copy experiment=fmnist_25ep_copy
+            python3 -m expt.cli tta "ckpt=[outputs/gpu/fmnist_25ep_copy/seed1/model.safetensors,outputs/gpu/fmnist_25ep_copy/seed2/model.safetensors]" \
+              2>&1 | tail -6 | tee -a "$OUT/fmnist_25ep_copy.txt" ;;
+    timm) for m in resnet18d convnext_atto efficientnet_b0; do
+            recipe "timm_$m" arch=timm "arch.name=$m"
+            python3 -m expt.cli summary arch=timm "arch.name=$m" 2>&1 | tail -2 | tee -a "$OUT/timm_$m.txt"
+          done ;;
+    imagenette) python3 scripts/bench_cache.py --root .devdata/imagenette 2>&1 | tee -a "$OUT/imagenette.txt"
+                recipe imagenette_5ep experiment=imagenette_5ep ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
