@@ -1,6 +1,7 @@
-"""Device-resident batching for datasets that fit in memory."""
+"""Batching: device-resident for datasets that fit in memory, streamed from files for those that do not."""
 
 import math
+import os
 
 import torch
 
@@ -53,7 +54,6 @@ class StreamLoader:
     def __init__(self, images: torch.utils.data.Dataset, y: torch.Tensor, bs: int, *, shuffle: bool,
                  drop_last: bool, device: torch.device, channels_last: bool = False, seed: int = 0,
                  workers: int | None = None):
-        import os
         self.images, self.y, self.bs, self.shuffle = images, y, bs, shuffle
         self.drop_last = drop_last and len(images) >= bs
         self.device = torch.device(device)
