@@ -80,8 +80,7 @@ def images_for(files: Sequence[Path], size: int, method: str, label: str, strict
     """The cache (`cached_images`), or with cache=False the files themselves, decoded as batches are drawn."""
     if cache:
         return cached_images(files, size, method, label, strict, workers)
-    if method not in RESIZE_METHODS:
-        raise DataError(f"data.resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+    check_method(method)
     return FileImages(files, size, method), list(range(len(files))), {}
 
 
@@ -116,7 +115,8 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
     from rich.progress import Progress
     chunk = 64
     jobs = [([str(f) for f in files[i: i + chunk]], size, method) for i in range(0, len(files), chunk)]
-    images, kept, bad = [], [], {}
+    x = torch.empty(len(files), 3, size, size, dtype=torch.uint8)  # filled in place: no second copy
+    kept, bad = [], {}
 
     def collect(results) -> None:
         for j, result in enumerate(results):
@@ -125,7 +125,7 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
                 if isinstance(item, str):
                     bad[str(files[i])] = item
                 else:
-                    images.append(to_tensor(item, size))
+                    x[i] = to_tensor(item, size)
                     kept.append(i)
             bar.advance(task, len(result))
 
@@ -136,8 +136,16 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
         else:
             with ProcessPoolExecutor(workers) as pool:
                 collect(pool.map(_load_chunk, jobs))
-    x = torch.stack(images) if images else torch.empty(0, 3, size, size, dtype=torch.uint8)
-    return x, kept, bad
+    return (x[kept] if bad else x), kept, bad
+
+
+def check_method(method: str) -> None:
+    if method not in RESIZE_METHODS:
+        raise DataError(f"data.resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+
+
+def unreadable(path: str, error: str) -> DataError:
+    return DataError(f"unreadable image {path} ({error}); fix or remove it, or set data.strict=false to skip it")
 
 
 def cached_images(files: Sequence[Path], size: int, method: str = "crop", label: str = "images",
@@ -150,8 +158,7 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
     from safetensors.torch import load_file, save_file
 
     from ..checkpoint import atomic_write
-    if method not in RESIZE_METHODS:
-        raise DataError(f"data.resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+    check_method(method)
     key = fingerprint(files, size, method)
     path = cache_root() / f"{label}-{size}-{key}.safetensors"
     if path.is_file():
@@ -162,8 +169,7 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
             tensors = load_file(str(path))
             bad = meta["skipped"]
             if strict and bad:
-                raise DataError(f"unreadable image {next(iter(bad))} ({next(iter(bad.values()))}); "
-                                "fix or remove it, or set data.strict=false to skip it")
+                raise unreadable(*next(iter(bad.items())))
             return tensors["x"], tensors["kept"].tolist(), bad
         except DataError:
             raise
@@ -172,7 +178,7 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
     x, kept, bad = decode_all(files, size, method, workers if workers is not None else os.cpu_count() or 1, label)
     for p, err in bad.items():
         if strict:
-            raise DataError(f"unreadable image {p} ({err}); fix or remove it, or set data.strict=false to skip it")
+            raise unreadable(p, err)
         log.warning("skipping unreadable image %s (%s)", p, err)
     if not kept:
         raise DataError(f"none of the {len(files)} {label} images could be read (first: {next(iter(bad.items()))})")
