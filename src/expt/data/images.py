@@ -115,8 +115,7 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
     from rich.progress import Progress
     chunk = 64
     jobs = [([str(f) for f in files[i: i + chunk]], size, method) for i in range(0, len(files), chunk)]
-    x = torch.empty(len(files), 3, size, size, dtype=torch.uint8)  # filled in place: no second copy
-    kept, bad = [], {}
+    images, kept, bad = [], [], {}
 
     def collect(results) -> None:
         for j, result in enumerate(results):
@@ -125,7 +124,7 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
                 if isinstance(item, str):
                     bad[str(files[i])] = item
                 else:
-                    x[i] = to_tensor(item, size)
+                    images.append(to_tensor(item, size))
                     kept.append(i)
             bar.advance(task, len(result))
 
@@ -136,7 +135,10 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
         else:
             with ProcessPoolExecutor(workers) as pool:
                 collect(pool.map(_load_chunk, jobs))
-    return (x[kept] if bad else x), kept, bad
+    # One stack at the end: measured faster here than copying each image into a preallocated
+    # tensor while the decoding processes still need the cores (peak memory is twice the cache).
+    x = torch.stack(images) if images else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    return x, kept, bad
 
 
 def check_method(method: str) -> None:
