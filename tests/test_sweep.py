@@ -113,3 +113,14 @@ def test_train_multirun_is_a_sweep(tmp_path, isolated_env, data_dir):
                       cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(tmp_path / "sw" / "sweep.csv")) == 2 and (tmp_path / "sw" / "leaderboard.md").is_file()
+
+
+def test_only_a_finished_run_of_the_same_config_is_skipped(tmp_path):
+    from expt.sweep import finished
+    (tmp_path / "config.yaml").write_text("epochs: 5\n")
+    assert finished(tmp_path, "epochs: 5\n") is None  # no summary yet: it was interrupted
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "ok", "val/acc": 0.9}))
+    assert finished(tmp_path, "epochs: 5\n")["val/acc"] == 0.9
+    assert finished(tmp_path, "epochs: 6\n") is None  # same folder, another config: run again
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "failed"}))
+    assert finished(tmp_path, "epochs: 5\n") is None

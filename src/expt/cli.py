@@ -159,15 +159,15 @@ def run_command(command: str, args: list[str]) -> None:
         from rich.console import Console
 
         from .errors import ExptError
-        hc = HydraConfig.get()
-        run_dir = Path(hc.runtime.output_dir)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        config_text = OmegaConf.to_yaml(cfg, resolve=True)
         console = Console(highlight=False)
         if not console.is_terminal:  # logs and pipes: wide enough for every metric column, never cut
             console = Console(highlight=False, width=200)
         if command == "sweep":
             from .sweep import run_job
-            return run_job(_train, cfg, run_dir, console, list(hc.overrides.task))
+            return run_job(_train, cfg, run_dir, console, config_text)
+        (run_dir / "config.yaml").write_text(config_text)
         try:
             summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except ExptError as e:

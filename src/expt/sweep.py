@@ -19,22 +19,23 @@ METRICS = ["val/acc", "best/val/acc", "val/loss", "train/loss", "seconds", "peak
 NOT_A_FACTOR = {"seed"}  # jobs that differ only in these form one group of the leaderboard
 
 
-def finished(run_dir: Path, overrides: list[str]) -> dict | None:
-    """The summary of a finished run of exactly these overrides in run_dir, if there is one."""
-    summary, stored = run_dir / "summary.json", run_dir / ".hydra" / "overrides.yaml"
-    if not (summary.is_file() and stored.is_file()):
+def finished(run_dir: Path, config_text: str) -> dict | None:
+    """The summary of a finished run of exactly this resolved config in run_dir, if there is one.
+    (Hydra rewrites .hydra/ before a job starts, so the config.yaml that expt writes is compared.)"""
+    summary, stored = run_dir / "summary.json", run_dir / "config.yaml"
+    if not (summary.is_file() and stored.is_file()) or stored.read_text() != config_text:
         return None
     result = json.loads(summary.read_text())
-    same = yaml.safe_load(stored.read_text()) == list(overrides)
-    return result if same and result.get("status") == "ok" else None
+    return result if result.get("status") == "ok" else None
 
 
-def run_job(train, cfg, run_dir: Path, console, overrides: list[str]) -> float:
+def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
     """One job: skip it when done, else train; never raise. Returns the headline metric (for sweepers)."""
-    done = finished(run_dir, overrides)
+    done = finished(run_dir, config_text)
     if done is not None:
         console.print(f"[dim]skipping {run_dir.name}: already finished[/]")
         return done.get(HEADLINE, math.nan)
+    (run_dir / "config.yaml").write_text(config_text)
     try:
         summary = train(cfg, run_dir, console)
     except Exception as e:  # any failure of one job is recorded, and the sweep goes on
