@@ -76,6 +76,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def memory_format(setting, device: torch.device) -> torch.memory_format:
+    """channels_last: 'auto' (on CUDA), true or false, as a memory format."""
+    on = device.type == "cuda" if setting == "auto" else bool(setting)
+    return torch.channels_last if on else torch.contiguous_format
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -200,7 +206,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_lr_find(cfg.lr_find)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    layout = memory_format(cfg.channels_last, device)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
@@ -208,8 +214,8 @@ def build_run(cfg: DictConfig) -> Run:
     data = make("data", cfg.data)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, data.n_outputs, input_shape)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    loader = dict(device=device, channels_last=channels_last, seed=cfg.seed)
+    model = model.to(device, memory_format=layout)
+    loader = dict(device=device, channels_last=layout == torch.channels_last, seed=cfg.seed)
     Loader = loader_for(data.train_x)
     train_dl = Loader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
     valid_dl = Loader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
@@ -240,10 +246,25 @@ class EvalRun:
     paths: list[str]
     models: list[nn.Module]
     data: ImageData
-    valid_dl: DeviceLoader
+    valid_dl: DeviceLoader | StreamLoader
     tta: Any  # expt.tta.TTA
     device: torch.device
     precision: str
+
+
+def build_tta(cfg: DictConfig):
+    """The views of the tta group, checked against their builder."""
+    check_node("tta", OmegaConf.to_container(cfg.tta, resolve=True))
+    return make("tta", cfg.tta)
+
+
+def stored_data(meta: dict, cfg: DictConfig) -> DictConfig:
+    """The data node a checkpoint was trained with; data.root from the command line still applies
+    (the data may have moved)."""
+    node = OmegaConf.create(meta["config"]["data"])
+    if cfg.data.get("root"):
+        node.root = cfg.data.root
+    return node
 
 
 def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
@@ -256,31 +277,26 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     paths = [str(p) for p in paths if p is not None]
     if not paths:
         raise ConfigError("expt tta needs ckpt=PATH/model.safetensors (or ckpt=[A,B] for an ensemble)")
-    check_node("tta", OmegaConf.to_container(cfg.tta, resolve=True))
-    device = resolve_device(cfg.device)
+    tta, device = build_tta(cfg), resolve_device(cfg.device)
     loaded = [model_from_checkpoint(p) for p in paths]
     first = loaded[0][1]
     for path, (_, meta) in zip(paths[1:], loaded[1:]):
         if meta["classes"] != first["classes"] or meta["config"]["data"]["_target_"] != first["config"]["data"]["_target_"]:
             raise CheckpointError(f"{path} was trained on other data than {paths[0]}; ensemble models of one dataset")
-    stored = OmegaConf.create(first["config"]["data"])
+    stored = stored_data(first, cfg)
     if explicit_data and cfg.data._target_ != stored._target_:
         raise CheckpointError(f"{paths[0]} was trained with data {stored._target_}, not {cfg.data._target_}; "
                               "drop the data= option or pass a checkpoint trained on that data")
-    if cfg.data.get("root"):
-        stored.root = cfg.data.root
     data = make("data", stored)
     if (data.classes != first["classes"] or data.heads != first.get("heads", data.heads)
             or data.n_channels != len(first["mean"])):
         raise CheckpointError(f"{paths[0]} does not fit this data ({len(first['classes'])} classes, "
                               f"{len(first['mean'])} channels); pass a checkpoint trained on it")
-    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(cfg.channels_last, device)
     valid_dl = loader_for(data.valid_x)(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False,
-                                        device=device, channels_last=channels_last)
-    return EvalRun(paths=paths, models=[m.to(device, memory_format=memory_format) for m, _ in loaded], data=data,
-                   valid_dl=valid_dl, tta=make("tta", cfg.tta), device=device,
-                   precision=resolve_precision(cfg.precision, device))
+                                        device=device, channels_last=layout == torch.channels_last)
+    return EvalRun(paths=paths, models=[m.to(device, memory_format=layout) for m, _ in loaded], data=data,
+                   valid_dl=valid_dl, tta=tta, device=device, precision=resolve_precision(cfg.precision, device))
 
 
 @dataclass
@@ -295,17 +311,16 @@ class TestRun:
     tta: Any
     device: torch.device
     precision: str
+    layout: torch.memory_format
 
 
 def build_test(cfg: DictConfig) -> TestRun:
     """The checkpoint in `ckpt` and the test split of the data it was trained on (its `load_test`)."""
     if cfg.ckpt is None or OmegaConf.is_list(cfg.ckpt):
         raise ConfigError("expt predict needs one checkpoint: ckpt=PATH/model.safetensors")
-    check_node("tta", OmegaConf.to_container(cfg.tta, resolve=True))
+    tta = build_tta(cfg)
     model, meta = model_from_checkpoint(cfg.ckpt)
-    data = OmegaConf.create(meta["config"]["data"])
-    if cfg.data.get("root"):
-        data.root = cfg.data.root
+    data = stored_data(meta, cfg)
     module, _, _ = data._target_.rpartition(".")
     try:
         load_test = get_object(f"{module}.load_test")
@@ -315,6 +330,7 @@ def build_test(cfg: DictConfig) -> TestRun:
     options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "_target_"}
     x, ids = load_test(**options)
     device = resolve_device(cfg.device)
+    layout = memory_format(cfg.channels_last, device)
     heads = meta.get("heads") or {"label": meta["classes"]}
-    return TestRun(path=str(cfg.ckpt), model=model.to(device), heads=heads, x=x, ids=ids, tta=make("tta", cfg.tta),
-                   device=device, precision=resolve_precision(cfg.precision, device))
+    return TestRun(path=str(cfg.ckpt), model=model.to(device, memory_format=layout), heads=heads, x=x, ids=ids,
+                   tta=tta, device=device, precision=resolve_precision(cfg.precision, device), layout=layout)

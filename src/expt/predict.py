@@ -16,7 +16,7 @@ def run_predict(cfg, run_dir: Path, console) -> dict:
     from .build import build_test
     test = build_test(cfg)
     loader = DeviceLoader(test.x, torch.zeros(len(test.x), dtype=torch.long), cfg.bs * 2, shuffle=False,
-                          drop_last=False, device=test.device, channels_last=test.device.type == "cuda")
+                          drop_last=False, device=test.device, channels_last=test.layout == torch.channels_last)
     sizes = [len(c) for c in test.heads.values()]
     _, probs = predict(test.model, loader, test.tta, autocast_for(test.precision, test.device), sizes)
     target, classes = next(iter(test.heads.items()))  # the headline target, as Kaggle scores it
