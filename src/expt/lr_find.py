@@ -10,11 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from .build import LR_SUGGESTIONS as SUGGESTIONS
-from .build import Run
+from .build import Run, build_run
 from .callbacks.lr_find import LRFinderCB
 from .checkpoint import atomic_write
 from .errors import ExptError
 from .learner import Learner
+from .plots import png
 
 
 def valley(losses: list[float], top_share: float = 0.1) -> int:
@@ -90,25 +91,18 @@ def report(result: LRFindResult, run_dir: Path, console: Console) -> None:
 
 
 def plot(result: LRFindResult, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result.lrs, result.losses)
-    ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)", title="lr finder")
-    for (name, lr), marker in zip(result.suggestions.items(), "o^s"):
-        loss = result.losses[min(range(len(result.lrs)), key=lambda i: abs(math.log(result.lrs[i] / lr)))]
-        ax.plot([lr], [loss], marker, label=f"{name}: {lr:.1e}" + (" *" if name == result.recommended else ""))
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    with png(path) as ax:
+        ax.plot(result.lrs, result.losses)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="loss (smoothed)", title="lr finder")
+        for (name, lr), marker in zip(result.suggestions.items(), "o^s"):
+            nearest = min(range(len(result.lrs)), key=lambda i: abs(math.log(result.lrs[i] / lr)))
+            ax.plot([lr], [result.losses[nearest]], marker,
+                    label=f"{name}: {lr:.1e}" + (" *" if name == result.recommended else ""))
+        ax.legend()
 
 
 def lr_find(cfg, run_dir: Path, console: Console) -> dict:
     """The `expt lr_find` command."""
-    from .build import build_run
     run = build_run(cfg)
     console.print(f"[bold]expt lr_find[/] {cfg.name}: lr {cfg.lr_find.start:g} to {cfg.lr_find.end:g} over up to "
                   f"{cfg.lr_find.steps} batches of {cfg.bs}, {run.device} {run.precision}")

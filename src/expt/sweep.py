@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .checkpoint import atomic_write
+from .plots import png
 
 HEADLINE = "val/acc"
 METRICS = ["val/acc", "best/val/acc", "val/loss", "train/loss", "seconds", "peak_mem_mb", "params", "mflops"]
@@ -114,21 +115,14 @@ def render(board, console, title: str) -> str:
 
 def plot(board, path: Path) -> None:
     """Headline metric against fit time, marker size by peak memory, one label per group."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     ok = board.dropna(subset=["mean", "seconds"])
-    fig, ax = plt.subplots(figsize=(7, 5))
-    if len(ok):
-        mem = ok["peak_mem_mb"].fillna(0)
-        sizes = 30 + 300 * mem / max(mem.max(), 1)
-        ax.scatter(ok["seconds"], ok["mean"], s=sizes, alpha=0.6)
-        for r in ok.itertuples():
-            ax.annotate(r.group, (r.seconds, r.mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax.set(xlabel="fit time (s)", ylabel=f"{HEADLINE} (mean over seeds)", title="sweep: marker size = peak memory")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    with png(path, figsize=(7, 5)) as ax:
+        if len(ok):
+            mem = ok["peak_mem_mb"].fillna(0)
+            ax.scatter(ok["seconds"], ok["mean"], s=30 + 300 * mem / max(mem.max(), 1), alpha=0.6)
+            for r in ok.itertuples():
+                ax.annotate(r.group, (r.seconds, r.mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.set(xlabel="fit time (s)", ylabel=f"{HEADLINE} (mean over seeds)", title="sweep: marker size = peak memory")
 
 
 def aggregate(sweep_dir: Path, console) -> dict:
