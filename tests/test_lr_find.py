@@ -32,6 +32,24 @@ def test_lr_rises_exponentially_from_start_to_end():
     assert max(ratios) == pytest.approx(min(ratios))
 
 
+def test_param_groups_keep_their_lr_share():
+    """Fine-tuning's body group (lr_mult 0.1) gets a tenth of the head's lr at every finder step."""
+    class Record(LRFinderCB):
+        def after_step(self, learn):
+            self.seen.append([g["lr"] for g in learn.opt.param_groups])
+            super().after_step(learn)
+
+    finder = Record(start=1e-5, end=1e-1, steps=6)
+    finder.seen = []
+    learn, _ = tiny_learner([finder])
+    params = list(learn.model.parameters())
+    learn.opt = torch.optim.AdamW([{"params": params[:2], "lr_mult": 0.1}, {"params": params[2:], "lr_mult": 1.0}])
+    learn.fit(1)
+    assert len(finder.seen) == 6
+    for lr, (body, head) in zip(finder.lrs, finder.seen):
+        assert head == pytest.approx(lr) and body == pytest.approx(lr / 10)
+
+
 def test_model_optimizer_loader_and_rng_are_restored_exactly():
     finder = LRFinderCB(start=1e-4, end=1.0, steps=10)
     learn, train_dl = tiny_learner([])

@@ -9,7 +9,8 @@ from ..learner import Callback, CancelEpochException, CancelFitException
 
 
 class LRFinderCB(Callback):
-    """Raises the lr from `start` to `end` exponentially over `steps` training batches, recording the
+    """Raises the lr from `start` to `end` exponentially over `steps` training batches (a group with an
+    `lr_mult` gets that share of it, as in training, so the lr found is the head's), recording the
     loss smoothed by a debiased moving average. Stops when the smoothed loss passes `stop_factor`
     times its minimum or is not finite; then puts model, optimizer, loader and RNG back as they were.
     """
@@ -35,7 +36,7 @@ class LRFinderCB(Callback):
             return
         lr = self.start * (self.end / self.start) ** (self.step / max(self.steps - 1, 1))
         for group in learn.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)  # fine-tuning keeps the body's share of the lr
         self.lrs.append(lr)
 
     def after_loss(self, learn) -> None:
