@@ -138,6 +138,7 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
     assert list(sub.columns) == ["image_id", "label"] and len(sub) == 5
     assert sub["image_id"].tolist() == pd.read_csv(root / "sample_submission.csv")["image_id"].tolist()
     assert set(sub["label"]) <= {"blast", "normal", "tungro"}
+    assert f"outputs: {tmp_path / 'run'}" in result.stdout and not (tmp_path / "pred").exists()
 
     result = run_expt(["tta", f"ckpt={ckpt}", f"data.root={root}", f"hydra.run.dir={tmp_path / 'tta'}"],
                       cwd=tmp_path, env=isolated_env)

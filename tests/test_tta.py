@@ -64,6 +64,9 @@ def test_tta_command_single_checkpoint(trained, isolated_env):
     summary = json.loads((ckpt.parent / "summary.json").read_text())
     assert out["acc"] == pytest.approx(summary["val/acc"], abs=1 / 128)  # same model, same images
     assert "Ankle boot" in result.stdout and "tta" in result.stdout
+    assert "shift:-1:0" in result.stdout  # printed as typed, not as rich's :-1: emoji
+    assert f"outputs: {ckpt.parent}" in result.stdout
+    assert not (root / "tta1").exists()  # everything went next to the checkpoint: no empty run folder
 
 
 def test_tta_command_ensemble(trained, isolated_env):
@@ -73,6 +76,7 @@ def test_tta_command_ensemble(trained, isolated_env):
     assert result.returncode == 0, result.stderr
     out = json.loads((root / "ens" / "tta.json").read_text())
     assert [m["ckpt"] for m in out["models"]] == [str(c) for c in ckpts] and "ensemble" in result.stdout
+    assert (root / "ens" / "config.yaml").exists() and f"outputs: {root / 'ens'}" in result.stdout
 
 
 def error_line(result):

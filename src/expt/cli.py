@@ -34,7 +34,7 @@ def print_usage() -> None:
 
 def fail(message: str, code: int = 2) -> None:
     from rich.console import Console
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    Console(stderr=True, highlight=False, emoji=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
     sys.exit(code)
 
 
@@ -161,9 +161,9 @@ def run_command(command: str, args: list[str]) -> None:
         from .errors import ExptError
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         config_text = OmegaConf.to_yaml(cfg, resolve=True)
-        console = Console(highlight=False)
+        console = Console(highlight=False, emoji=False)  # emoji=False: a view named shift:-1:0 stays text
         if not console.is_terminal:  # logs and pipes: wide enough for every metric column, never cut
-            console = Console(highlight=False, width=200)
+            console = Console(highlight=False, emoji=False, width=200)
         if command == "sweep":
             from .sweep import run_job
             return run_job(_train, cfg, run_dir, console, config_text)
@@ -172,7 +172,10 @@ def run_command(command: str, args: list[str]) -> None:
             summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except ExptError as e:
             fail(str(e), e.exit_code)
-        console.print(f"outputs: {run_dir}")
+        outputs = Path(summary.get("outputs", run_dir))
+        if outputs.resolve() != run_dir.resolve():  # wrote next to a checkpoint: no empty run folder left behind
+            remove_unused(run_dir)
+        console.print(f"outputs: {outputs}")
         if summary.get("status") == "interrupted":
             fail(f"interrupted; weights saved, resume with `expt train resume={run_dir}` and the same overrides",
                  130)
@@ -186,6 +189,18 @@ def run_command(command: str, args: list[str]) -> None:
         aggregate_only([sweep_dir])
 
 
+def remove_unused(run_dir) -> None:
+    """Delete a run folder that holds nothing but what was written before the command ran."""
+    import shutil
+    log = run_dir / "expt.log"
+    if log.exists() and log.stat().st_size == 0:
+        log.unlink()
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "config.yaml").unlink(missing_ok=True)
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
 def aggregate_only(args: list[str]) -> None:
     """`expt sweep --aggregate DIR`: rebuild sweep.csv, the leaderboard and the plot of a sweep folder."""
     from rich.console import Console
@@ -195,7 +210,7 @@ def aggregate_only(args: list[str]) -> None:
     if len(args) != 1:
         fail("usage: expt sweep --aggregate SWEEP_DIR")
     try:
-        aggregate(args[0], Console(highlight=False, width=None if sys.stdout.isatty() else 200))
+        aggregate(args[0], Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200))
     except ExptError as e:
         fail(str(e), e.exit_code)
 

@@ -25,4 +25,4 @@ def run_predict(cfg, run_dir: Path, console) -> dict:
     frame = pd.DataFrame({"image_id": test.ids, target: labels})
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"[bold]expt predict[/] {len(labels):,} test images, views {', '.join(test.tta.names)}: wrote {out}")
-    return {"status": "ok", "rows": len(labels)}
+    return {"status": "ok", "rows": len(labels), "outputs": str(out.parent)}

@@ -161,4 +161,4 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     console.print(f"wrote {out}")
-    return {"status": "ok", "acc": result["acc"], "tta_acc": result["tta_acc"]}
+    return {"status": "ok", "acc": result["acc"], "tta_acc": result["tta_acc"], "outputs": str(out.parent)}

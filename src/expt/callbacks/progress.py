@@ -19,7 +19,7 @@ class ProgressCB(Callback):
     order = 10  # after MetricsCB has built learn.row
 
     def __init__(self, console: Console | None = None, previous_rows: list[dict] = ()):
-        self.console = console or Console()
+        self.console = console or Console(emoji=False)
         self.rows_printed = 0
         self.bar: Progress | None = None
         for row in previous_rows:  # a resumed run shows its earlier epochs first
