@@ -33,10 +33,17 @@ def test_resnet_reaches_a_1x1_grid_from_28px():
     assert body(torch.randn(2, 1, 28, 28)).shape == (2, 256, 1, 1)
 
 
-def test_resblocks_start_as_identity_paths():
-    for block in (m for m in resnet_k5(1, 10).modules() if isinstance(m, ResBlock)):
-        assert torch.count_nonzero(block.convs[-1][1].weight) == 0  # second BN zero-initialised
-        assert isinstance(block.convs[-1][-1], nn.BatchNorm2d)  # no activation before the sum
+@pytest.mark.parametrize("builder", [resnet, resnet_k5])
+def test_residual_branches_open_at_init_unless_asked(builder):
+    """The course's init (every BN weight 1); zero_init_residual=True starts blocks as identity paths."""
+    blocks = [m for m in builder(1, 10).modules() if isinstance(m, ResBlock)]
+    assert all(torch.equal(b.convs[-1][1].weight, torch.ones_like(b.convs[-1][1].weight)) for b in blocks)
+    assert all(isinstance(b.convs[-1][-1], nn.BatchNorm2d) for b in blocks)  # no activation before the sum
+    zeroed = [m for m in builder(1, 10, zero_init_residual=True).modules() if isinstance(m, ResBlock)]
+    assert all(torch.count_nonzero(b.convs[-1][1].weight) == 0 for b in zeroed)
+    block = zeroed[1].eval()
+    x = torch.randn(2, block.convs[0][0].in_channels, 8, 8)
+    assert torch.allclose(block(x), block.act(block.idconv(block.pool(x))))  # the identity path alone
 
 
 def test_identity_path_pools_and_projects_when_shape_changes():

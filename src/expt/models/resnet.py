@@ -11,17 +11,20 @@ def head(nf: int, n_out: int) -> list[nn.Module]:
     return [nn.Flatten(), nn.Linear(nf, n_out, bias=False), nn.BatchNorm1d(n_out)]
 
 
-def resnet(n_in: int, n_out: int, nfs: Sequence[int] = (8, 16, 32, 64, 128, 256)) -> nn.Sequential:
+def resnet(n_in: int, n_out: int, nfs: Sequence[int] = (8, 16, 32, 64, 128, 256),
+           zero_init_residual: bool = False) -> nn.Sequential:
     """The first ResNet: a stride-1 block, then stride-2 blocks down to a 1x1 grid (28 px in:
     28 -> 14 -> 7 -> 4 -> 2 -> 1), flatten, linear, BatchNorm1d."""
     layers = [ResBlock(n_in, nfs[0], stride=1)]
     layers += [ResBlock(a, b, stride=2) for a, b in zip(nfs[:-1], nfs[1:])]
-    return init_weights(nn.Sequential(*layers, *head(nfs[-1], n_out)))
+    return init_weights(nn.Sequential(*layers, *head(nfs[-1], n_out)), zero_init_residual=zero_init_residual)
 
 
-def resnet_k5(n_in: int, n_out: int, nfs: Sequence[int] = (16, 32, 64, 128, 256)) -> nn.Sequential:
+def resnet_k5(n_in: int, n_out: int, nfs: Sequence[int] = (16, 32, 64, 128, 256),
+              zero_init_residual: bool = False) -> nn.Sequential:
     """The lesson's best Fashion-MNIST model: a 5x5 first block, stride-2 stages, then global
     average pooling, linear, BatchNorm1d (works at any input size)."""
     layers = [ResBlock(n_in, nfs[0], stride=1, ks=5)]
     layers += [ResBlock(a, b, stride=2) for a, b in zip(nfs[:-1], nfs[1:])]
-    return init_weights(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), *head(nfs[-1], n_out)))
+    return init_weights(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), *head(nfs[-1], n_out)),
+                        zero_init_residual=zero_init_residual)
