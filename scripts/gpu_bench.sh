@@ -3,6 +3,7 @@
 # carry .whl and .devdata). Stages run in the order given; each appends its log under $OUT.
 #   bash scripts/gpu_bench.sh loop recipe5            # about a minute or two
 #   bash scripts/gpu_bench.sh aug20 erase50 copy25    # the course table (issue 4)
+#   bash scripts/gpu_bench.sh tune20                  # lr x loss sweep of the 20-epoch recipe (reruns resume)
 #   bash scripts/gpu_bench.sh timm imagenette         # issues 5 and 6 (imagenette: prepare --imagenette)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,13 +30,17 @@ for stage in "$@"; do
   case $stage in
     loop) python3 scripts/bench_loop.py 2>&1 | tee -a "$OUT/loop.txt"
           python3 scripts/bench_augment.py 2>&1 | tee -a "$OUT/loop.txt"
-          python3 scripts/bench_checkpoint.py 2>&1 | tee -a "$OUT/loop.txt" ;;
+          python3 scripts/bench_checkpoint.py 2>&1 | tee -a "$OUT/loop.txt"
+          python3 scripts/bench_layout.py --compile 2>&1 | tee -a "$OUT/loop.txt" ;;
     recipe5) recipe fmnist_5ep experiment=fmnist_5ep ;;
     aug20) recipe fmnist_20ep_aug experiment=fmnist_20ep_aug; tta fmnist_20ep_aug ;;
     erase50) recipe fmnist_50ep_erase experiment=fmnist_50ep_erase; tta fmnist_50ep_erase ;;
     copy25) recipe fmnist_25ep_copy experiment=fmnist_25ep_copy
             python3 -m expt.cli tta "ckpt=[outputs/gpu/fmnist_25ep_copy/seed1/model.safetensors,outputs/gpu/fmnist_25ep_copy/seed2/model.safetensors]" \
               2>&1 | tail -6 | tee -a "$OUT/fmnist_25ep_copy.txt" ;;
+    tune20) python3 -m expt.cli sweep experiment=fmnist_20ep_aug optimizer.lr=5e-3,1e-2,2e-2 \
+              loss=cross_entropy,label_smoothing seed=1,2,3 hydra.sweep.dir=outputs/gpu/tune20 2>&1 \
+              | tail -40 | tee -a "$OUT/tune20.txt" ;;
     timm) for m in resnet18d convnext_atto efficientnet_b0; do
             recipe "timm_$m" arch=timm "arch.name=$m"
             python3 -m expt.cli summary arch=timm "arch.name=$m" 2>&1 | tail -2 | tee -a "$OUT/timm_$m.txt"
