@@ -178,3 +178,17 @@ def test_real_fashion_mnist_subset_learns(tmp_path, isolated_env):
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["val/acc"] > 0.6  # chance is 0.1
+
+
+def test_remove_unused_run_folder_only_when_it_holds_nothing_else(tmp_path):
+    from expt.cli import remove_unused
+    fresh, used = tmp_path / "fresh", tmp_path / "used"
+    for run in (fresh, used):
+        (run / ".hydra").mkdir(parents=True)
+        (run / "config.yaml").write_text("a: 1\n")
+        (run / "expt.log").write_text("")
+    (used / "model.safetensors").write_bytes(b"weights")
+    remove_unused(fresh)
+    remove_unused(used)
+    assert not fresh.exists()
+    assert sorted(p.name for p in used.iterdir()) == [".hydra", "config.yaml", "expt.log", "model.safetensors"]

@@ -190,15 +190,13 @@ def run_command(command: str, args: list[str]) -> None:
 
 
 def remove_unused(run_dir) -> None:
-    """Delete a run folder that holds nothing but what was written before the command ran."""
+    """Delete a run folder that holds only what Hydra and expt wrote before the command ran
+    (config.yaml, .hydra, an empty expt.log); a folder with anything else in it stays as it is."""
     import shutil
     log = run_dir / "expt.log"
-    if log.exists() and log.stat().st_size == 0:
-        log.unlink()
-    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-    (run_dir / "config.yaml").unlink(missing_ok=True)
-    if not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    ours = {"config.yaml", ".hydra", "expt.log"}
+    if {p.name for p in run_dir.iterdir()} <= ours and not (log.exists() and log.stat().st_size):
+        shutil.rmtree(run_dir)
 
 
 def aggregate_only(args: list[str]) -> None:
