@@ -45,29 +45,34 @@ class Variant:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
-    def train(self, steps: int) -> float:
-        self.model.train()
+    def timed(self, step, steps: int) -> float:
+        """Seconds for `steps` calls of `step`, synchronised with the device at both ends."""
         sync(self.device)
         start = time.perf_counter()
         for _ in range(steps):
-            with self.autocast():
-                loss = nn.functional.cross_entropy(self.net(self.x), self.y)
-            loss.backward()
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
+            step()
         sync(self.device)
         return time.perf_counter() - start
 
+    def train_step(self) -> None:
+        with self.autocast():
+            loss = nn.functional.cross_entropy(self.net(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
     @torch.no_grad()
+    def infer_step(self) -> None:
+        with self.autocast():
+            self.net(self.xv)
+
+    def train(self, steps: int) -> float:
+        self.model.train()
+        return self.timed(self.train_step, steps)
+
     def infer(self, steps: int) -> float:
         self.model.eval()
-        sync(self.device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            with self.autocast():
-                self.net(self.xv)
-        sync(self.device)
-        return time.perf_counter() - start
+        return self.timed(self.infer_step, steps)
 
 
 def main() -> None:
