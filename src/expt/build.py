@@ -22,6 +22,7 @@ from .checkpoint import read_checkpoint
 from .data import ImageData
 from .data.loaders import DeviceLoader, StreamLoader
 from .errors import CheckpointError, ConfigError, ExptError
+from .hostmem import keep_freed_memory
 from .models.layers import Normalize
 from .signature import check_node
 
@@ -65,14 +66,19 @@ def check_lr_find(node: DictConfig) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device a command computes on; for the CPU, malloc is also set to reuse freed memory
+    (hostmem.py: 35% less time per CPU epoch)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA GPU is visible; use device=cpu or device=auto")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError as e:
+            raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from e
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device={name} but no CUDA GPU is visible; use device=cpu or device=auto")
+    if device.type == "cpu":
+        keep_freed_memory()
     return device
 
 
