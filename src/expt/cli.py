@@ -32,6 +32,14 @@ def print_usage() -> None:
     print("\n".join(lines))
 
 
+def output_console():
+    """The console commands print to: no markup highlighting, no emoji codes (a TTA view named
+    shift:-1:0 stays text), and in logs and pipes wide enough for every metric column."""
+    from rich.console import Console
+    console = Console(highlight=False, emoji=False)
+    return console if console.is_terminal else Console(highlight=False, emoji=False, width=200)
+
+
 def fail(message: str, code: int = 2) -> None:
     from rich.console import Console
     Console(stderr=True, highlight=False, emoji=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
@@ -156,14 +164,11 @@ def run_command(command: str, args: list[str]) -> None:
 
         from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf
-        from rich.console import Console
 
         from .errors import ExptError
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         config_text = OmegaConf.to_yaml(cfg, resolve=True)
-        console = Console(highlight=False, emoji=False)  # emoji=False: a view named shift:-1:0 stays text
-        if not console.is_terminal:  # logs and pipes: wide enough for every metric column, never cut
-            console = Console(highlight=False, emoji=False, width=200)
+        console = output_console()
         if command == "sweep":
             from .sweep import run_job
             return run_job(_train, cfg, run_dir, console, config_text)
@@ -201,14 +206,12 @@ def remove_unused(run_dir) -> None:
 
 def aggregate_only(args: list[str]) -> None:
     """`expt sweep --aggregate DIR`: rebuild sweep.csv, the leaderboard and the plot of a sweep folder."""
-    from rich.console import Console
-
     from .errors import ExptError
     from .sweep import aggregate
     if len(args) != 1:
         fail("usage: expt sweep --aggregate SWEEP_DIR")
     try:
-        aggregate(args[0], Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200))
+        aggregate(args[0], output_console())
     except ExptError as e:
         fail(str(e), e.exit_code)
 
