@@ -16,15 +16,9 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src" EXPT_DATA=$PWD/.devdata 
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
 nvidia-smi -L | tee -a "$OUT/device.txt"
-recipe() {  # name, then bench_recipe.py overrides
+recipe() {  # name, then bench_recipe.py options and -- overrides
   local name=$1; shift
-  python3 scripts/bench_recipe.py --seeds 1 2 3 --out "outputs/gpu/$name" -- "$@" 2>&1 | tee -a "$OUT/$name.txt"
-}
-tta() {  # name, then tta overrides: each seed's checkpoint with flip TTA, then the ensemble of all
-  local name=$1; shift
-  for s in 1 2 3; do
-    python3 -m expt.cli tta "ckpt=outputs/gpu/$name/seed$s/model.safetensors" "$@" 2>&1 | tail -4 | tee -a "$OUT/$name.txt"
-  done
+  python3 scripts/bench_recipe.py --seeds 1 2 3 --out "outputs/gpu/$name" "$@" 2>&1 | tee -a "$OUT/$name.txt"
 }
 for stage in "$@"; do
   case $stage in
@@ -32,21 +26,21 @@ for stage in "$@"; do
           python3 scripts/bench_augment.py 2>&1 | tee -a "$OUT/loop.txt"
           python3 scripts/bench_checkpoint.py 2>&1 | tee -a "$OUT/loop.txt"
           python3 scripts/bench_layout.py --compile 2>&1 | tee -a "$OUT/loop.txt" ;;
-    recipe5) recipe fmnist_5ep experiment=fmnist_5ep ;;
-    aug20) recipe fmnist_20ep_aug experiment=fmnist_20ep_aug; tta fmnist_20ep_aug ;;
-    erase50) recipe fmnist_50ep_erase experiment=fmnist_50ep_erase; tta fmnist_50ep_erase ;;
-    copy25) recipe fmnist_25ep_copy experiment=fmnist_25ep_copy
+    recipe5) recipe fmnist_5ep -- experiment=fmnist_5ep ;;
+    aug20) recipe fmnist_20ep_aug --tta flip flip_shift -- experiment=fmnist_20ep_aug ;;
+    erase50) recipe fmnist_50ep_erase --tta flip flip_shift -- experiment=fmnist_50ep_erase ;;
+    copy25) recipe fmnist_25ep_copy -- experiment=fmnist_25ep_copy
             python3 -m expt.cli tta "ckpt=[outputs/gpu/fmnist_25ep_copy/seed1/model.safetensors,outputs/gpu/fmnist_25ep_copy/seed2/model.safetensors]" \
               2>&1 | tail -6 | tee -a "$OUT/fmnist_25ep_copy.txt" ;;
     tune20) python3 -m expt.cli sweep experiment=fmnist_20ep_aug optimizer.lr=5e-3,1e-2,2e-2 \
               loss=cross_entropy,label_smoothing seed=1,2,3 hydra.sweep.dir=outputs/gpu/tune20 2>&1 \
               | tail -40 | tee -a "$OUT/tune20.txt" ;;
     timm) for m in resnet18d convnext_atto efficientnet_b0; do
-            recipe "timm_$m" arch=timm "arch.name=$m"
+            recipe "timm_$m" -- arch=timm "arch.name=$m"
             python3 -m expt.cli summary arch=timm "arch.name=$m" 2>&1 | tail -2 | tee -a "$OUT/timm_$m.txt"
           done ;;
     imagenette) python3 scripts/bench_cache.py --root .devdata/imagenette 2>&1 | tee -a "$OUT/imagenette.txt"
-                recipe imagenette_5ep experiment=imagenette_5ep ;;
+                recipe imagenette_5ep -- experiment=imagenette_5ep ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done
