@@ -25,6 +25,7 @@ from pathlib import Path
 from rich.table import Table
 
 from expt.cli import output_console
+from expt.sweep import fmt_stat
 
 # Training overrides that also apply to `expt tta` (the model and data come from the checkpoint).
 TTA_KEYS = ("device", "precision", "channels_last", "data.root")
@@ -32,7 +33,7 @@ TTA_KEYS = ("device", "precision", "channels_last", "data.root")
 
 def mean_std(values: list[float]) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+    return fmt_stat(statistics.mean(values), std, len(values))  # the sweep leaderboard's format
 
 
 def main() -> None:
