@@ -19,6 +19,18 @@ def test_views():
     assert torch.equal(right[..., 1:], x[..., :-1]) and (right[..., 0] == 0).all()
     down = make_view("shift:0:-1")(x)  # dy=-1 moves content up
     assert torch.equal(down[..., :-1, :], x[..., 1:, :]) and (down[..., -1, :] == 0).all()
+    flipped_right = make_view("hflip+shift:1:0")(x)  # joined views apply left to right
+    assert torch.equal(flipped_right, make_view("shift:1:0")(x.flip(3)))
+    assert not torch.equal(flipped_right, make_view("shift:1:0+hflip")(x))
+    with pytest.raises(ExptError, match="joined by"):
+        make_view("hflip+vflip")
+
+
+def test_flip_x_shift_preset_is_every_shift_with_and_without_the_flip():
+    names = composed(["tta=flip_x_shift"]).tta.names
+    shifts = ["shift:1:0", "shift:-1:0", "shift:0:1", "shift:0:-1"]
+    assert sorted(names) == sorted(["identity", "hflip", *shifts, *(f"hflip+{s}" for s in shifts)])
+    views(names)  # every name builds
 
 
 class FlipInvariant(nn.Module):

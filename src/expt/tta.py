@@ -1,7 +1,8 @@
 """Test-time augmentation and ensembles: class probabilities averaged over views and checkpoints.
 
 A view is a small function of a float batch: `identity`, `hflip`, `shift:DX:DY` (content moves DX
-pixels right and DY down, zeros come in, as in training's padded crops).
+pixels right and DY down, zeros come in, as in training's padded crops), or several joined by `+`,
+applied left to right (`hflip+shift:1:0`).
 """
 
 from collections.abc import Callable, Sequence
@@ -25,6 +26,14 @@ def shift(dx: int, dy: int) -> View:
 
 
 def make_view(name: str) -> View:
+    if "+" in name:
+        parts = [make_view(part) for part in name.split("+")]
+
+        def composed(x: torch.Tensor) -> torch.Tensor:
+            for part in parts:
+                x = part(x)
+            return x
+        return composed
     if name == "identity":
         return lambda x: x
     if name == "hflip":
@@ -35,7 +44,8 @@ def make_view(name: str) -> View:
             return shift(int(parts[1]), int(parts[2]))
         except ValueError:
             pass
-    raise ConfigError(f"unknown tta view {name!r}; views are identity, hflip and shift:DX:DY (e.g. shift:1:0)")
+    raise ConfigError(f"unknown tta view {name!r}; views are identity, hflip and shift:DX:DY (e.g. shift:1:0), "
+                      "or several joined by + (hflip+shift:1:0)")
 
 
 @dataclass
