@@ -27,8 +27,11 @@ for stage in "$@"; do
           python3 scripts/bench_checkpoint.py 2>&1 | tee -a "$OUT/loop.txt"
           python3 scripts/bench_layout.py --compile 2>&1 | tee -a "$OUT/loop.txt" ;;
     recipe5) recipe fmnist_5ep -- experiment=fmnist_5ep ;;
-    aug20) recipe fmnist_20ep_aug --tta flip flip_shift -- experiment=fmnist_20ep_aug ;;
-    erase50) recipe fmnist_50ep_erase --tta flip flip_shift -- experiment=fmnist_50ep_erase ;;
+    aug20) recipe fmnist_20ep_aug --tta flip flip_shift flip_x_shift -- experiment=fmnist_20ep_aug
+           python3 -m expt.cli tta tta=flip_x_shift hydra.run.dir=outputs/gpu/fmnist_20ep_aug/ensemble \
+             "ckpt=[outputs/gpu/fmnist_20ep_aug/seed1/model.safetensors,outputs/gpu/fmnist_20ep_aug/seed2/model.safetensors,outputs/gpu/fmnist_20ep_aug/seed3/model.safetensors]" \
+             2>&1 | tail -9 | tee -a "$OUT/fmnist_20ep_aug.txt" ;;
+    erase50) recipe fmnist_50ep_erase --tta flip flip_shift flip_x_shift -- experiment=fmnist_50ep_erase ;;
     copy25) recipe fmnist_25ep_copy -- experiment=fmnist_25ep_copy
             python3 -m expt.cli tta "ckpt=[outputs/gpu/fmnist_25ep_copy/seed1/model.safetensors,outputs/gpu/fmnist_25ep_copy/seed2/model.safetensors]" \
               2>&1 | tail -6 | tee -a "$OUT/fmnist_25ep_copy.txt" ;;
