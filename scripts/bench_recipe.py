@@ -10,7 +10,8 @@ their summary.json files. `fit s` is the training loop alone; `process s` includ
 data loading and the first-epoch warm-up. `--tta` runs `expt tta` on each seed's checkpoint
 with each named view set (the tta group) and adds a column per set; each result is also kept
 as tta_NAME.json beside the checkpoint. `--reuse` skips training where the seed's folder
-already holds a finished run (summary.json): it trusts that the folder holds this recipe.
+already holds a finished run (summary.json), and `expt tta` where tta_NAME.json is newer than the
+checkpoint: it trusts that the folder holds this recipe.
 """
 
 import argparse
@@ -58,12 +59,13 @@ def main() -> None:
         summary = json.loads((run_dir / "summary.json").read_text())
         row = {"seed": seed, "acc": summary["val/acc"], "fit": summary["seconds"], "process": process,
                "device": summary["device"], "mem": summary["peak_mem_mb"]}
+        ckpt = run_dir / "model.safetensors"
         for views in args.tta:
-            cmd = [sys.executable, "-m", "expt.cli", "tta", f"ckpt={run_dir / 'model.safetensors'}", f"tta={views}",
-                   *tta_overrides]
-            subprocess.run(cmd, check=True)
             kept = run_dir / f"tta_{views}.json"
-            shutil.copyfile(run_dir / "tta.json", kept)
+            if not (args.reuse and kept.exists() and kept.stat().st_mtime > ckpt.stat().st_mtime):
+                cmd = [sys.executable, "-m", "expt.cli", "tta", f"ckpt={ckpt}", f"tta={views}", *tta_overrides]
+                subprocess.run(cmd, check=True)
+                shutil.copyfile(run_dir / "tta.json", kept)
             row[views] = json.loads(kept.read_text())["tta_acc"]
         rows.append(row)
 
