@@ -42,10 +42,9 @@ def main(argv=None) -> int:
     args.ckpts = [a for a in args.args if "=" not in a]
     extra = [a for a in args.args if "=" in a]
     from hydra import compose, initialize_config_module
-    from rich.console import Console
     from rich.table import Table
 
-    from expt.cli import register_schema
+    from expt.cli import output_console, register_schema
     register_schema()
     names = sorted({n for s in SETS.values() for n in s}, key=SETS["flip_x_shift"].index)
     rows = {(s, avg): [] for s in SETS for avg in ("prob", "logit")}
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
     t.add_column("mean", justify="right")
     for (s, avg), accs in rows.items():
         t.add_row(s, str(len(SETS[s])), avg, *(f"{a:.4f}" for a in accs), f"{sum(accs) / len(accs):.4f}")
-    Console(width=140).print(t)
+    output_console().print(t)
     return 0
 
 
