@@ -1,6 +1,7 @@
 """Which test-time views and which average pay off: every view's logits once per checkpoint, then
-each view set scored from them, with probabilities averaged (`prob`, expt's default) and with
-logits averaged (`logit`). The validation set doubles as the test set here (as in the course), so
+each view set scored from them (the tta group's presets, read from conf/tta, and two ablations:
+identity alone, shifts without the flip), with probabilities averaged (`prob`, expt's default) and
+with logits averaged (`logit`). The validation set doubles as the test set here (as in the course), so
 treat a gain of a few images as noise; a view set is worth having when it gains on every seed.
 
     EXPT_DATA=../shared/data python scripts/bench_tta_views.py outputs/cpu/aug20_init/seed*/model.safetensors device=cpu
@@ -14,14 +15,8 @@ import torch
 from expt.build import build_eval
 from expt.tta import accuracy, autocast_for, make_view
 
-SHIFTS = ["shift:1:0", "shift:-1:0", "shift:0:1", "shift:0:-1"]
-SETS = {
-    "identity": ["identity"],
-    "flip": ["identity", "hflip"],
-    "flip_shift": ["identity", "hflip", *SHIFTS],
-    "shift": ["identity", *SHIFTS],
-    "flip_x_shift": ["identity", "hflip", *SHIFTS, *(f"hflip+{s}" for s in SHIFTS)],
-}
+PRESETS = ["flip", "flip_shift", "flip_x_shift"]  # the tta group's options, read from conf/tta
+ABLATIONS = {"identity": ["identity"], "shift": ["identity", "shift:1:0", "shift:-1:0", "shift:0:1", "shift:0:-1"]}
 
 
 @torch.no_grad()
@@ -46,16 +41,17 @@ def main(argv=None) -> int:
 
     from expt.cli import output_console, register_schema
     register_schema()
-    names = sorted({n for s in SETS.values() for n in s}, key=SETS["flip_x_shift"].index)
-    rows = {(s, avg): [] for s in SETS for avg in ("prob", "logit")}
-    for ckpt in args.ckpts:
-        with initialize_config_module("expt.conf", version_base="1.3"):
-            cfg = compose("config", overrides=[f"ckpt={ckpt}", *extra])
+    with initialize_config_module("expt.conf", version_base="1.3"):
+        sets = {**ABLATIONS, **{p: list(compose("config", overrides=[f"tta={p}"]).tta.names) for p in PRESETS}}
+        cfgs = [compose("config", overrides=[f"ckpt={ckpt}", *extra]) for ckpt in args.ckpts]
+    names = list(dict.fromkeys(n for members in sets.values() for n in members))  # each view runs once
+    rows = {(s, avg): [] for s in sets for avg in ("prob", "logit")}
+    for ckpt, cfg in zip(args.ckpts, cfgs):
         ev = build_eval(cfg, explicit_data=False)
         head = next(iter(ev.data.head_sizes.values()))  # the headline target's logits come first
         logits = {n: v[:, :head] for n, v in view_logits(ev, names).items()}
         y = ev.valid_dl.y.view(len(ev.valid_dl.y), -1)[:, 0]
-        for s, members in SETS.items():
+        for s, members in sets.items():
             stacked = torch.stack([logits[n] for n in members])
             rows[s, "prob"].append(accuracy(stacked.softmax(-1).mean(0), y))
             rows[s, "logit"].append(accuracy(stacked.mean(0), y))
@@ -69,7 +65,7 @@ def main(argv=None) -> int:
         t.add_column(f"ckpt {i + 1}", justify="right")
     t.add_column("mean", justify="right")
     for (s, avg), accs in rows.items():
-        t.add_row(s, str(len(SETS[s])), avg, *(f"{a:.4f}" for a in accs), f"{sum(accs) / len(accs):.4f}")
+        t.add_row(s, str(len(sets[s])), avg, *(f"{a:.4f}" for a in accs), f"{sum(accs) / len(accs):.4f}")
     output_console().print(t)
     return 0
 
