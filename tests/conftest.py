@@ -49,11 +49,21 @@ def fmnist_dir(tmp_path_factory) -> Path:
     return make_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
 
 
+NO_SYSTEM_DATA = "/nonexistent/expt-tests/datasets"
+
+
+@pytest.fixture(autouse=True)
+def host_independent(monkeypatch):
+    """No test may find the host's datasets: Debian's /usr/share/datasets, or the user's EXPT_DATA."""
+    monkeypatch.setenv("EXPT_SYSTEM_DATA", NO_SYSTEM_DATA)
+    monkeypatch.delenv("EXPT_DATA", raising=False)
+
+
 @pytest.fixture
 def isolated_env(tmp_path, monkeypatch) -> dict:
     """An environment where no real copy of the data can be found by accident."""
     env = {**os.environ, "HOME": str(tmp_path / "home"), "EXPT_DATA": str(tmp_path / "no_data"),
-           "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+           "EXPT_SYSTEM_DATA": NO_SYSTEM_DATA, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 

@@ -106,9 +106,10 @@ def test_bad_config_is_one_line_exit_2(tmp_path, fmnist_dir, isolated_env, overr
 
 
 def test_missing_data_is_one_line_exit_2(tmp_path, isolated_env):
-    result = run_expt(["train", "debug=fast", "data.download=false", f"data.root={tmp_path / 'nothing'}",
-                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
-    assert_user_error(result, "Fashion-MNIST not found", str(tmp_path / "nothing"), "apt install")
+    result = run_expt(["train", "debug=fast", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}"],
+                      cwd=tmp_path, env=isolated_env)
+    assert_user_error(result, "Fashion-MNIST not found", str(tmp_path / "no_data"), "expt data fashion_mnist")
+    assert not (tmp_path / "run").exists()  # a refused command leaves no run folder
 
 
 def test_malformed_data_is_one_line_exit_2(tmp_path, isolated_env):
@@ -181,14 +182,15 @@ def test_real_fashion_mnist_subset_learns(tmp_path, isolated_env):
 
 
 def test_remove_unused_run_folder_only_when_it_holds_nothing_else(tmp_path):
-    from expt.cli import remove_unused
-    fresh, used = tmp_path / "fresh", tmp_path / "used"
-    for run in (fresh, used):
+    from expt.runfolder import remove_if_unused
+    fresh, used, logged = tmp_path / "fresh", tmp_path / "used", tmp_path / "logged"
+    for run in (fresh, used, logged):
         (run / ".hydra").mkdir(parents=True)
         (run / "config.yaml").write_text("a: 1\n")
         (run / "expt.log").write_text("")
     (used / "model.safetensors").write_bytes(b"weights")
-    remove_unused(fresh)
-    remove_unused(used)
-    assert not fresh.exists()
+    (logged / "expt.log").write_text("WARNING skipping unreadable image x.jpg\n")
+    for run in (fresh, used, logged):
+        remove_if_unused(run)
+    assert not fresh.exists() and logged.exists()
     assert sorted(p.name for p in used.iterdir()) == [".hydra", "config.yaml", "expt.log", "model.safetensors"]

@@ -75,19 +75,34 @@ def test_missing_data_names_places_and_remedies(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EXPT_DATA", str(tmp_path / "env"))
     with pytest.raises(DataError) as info:
-        load(root=str(tmp_path / "given"), download=False)
+        load(download=False)
     message = str(info.value)
-    assert str(tmp_path / "given") in message and str(tmp_path / "env" / "fashion_mnist") in message
+    assert str(tmp_path / "env" / "fashion_mnist") in message and str(tmp_path / "home") in message
     assert "apt install dataset-fashion-mnist" in message and "data.root" in message
 
 
-def test_partial_folder_is_not_used(tmp_path, monkeypatch):
-    folder = make_fashion_mnist(tmp_path / "fm", n_train=8, n_valid=4)
+def test_an_explicit_root_is_used_or_refused_never_replaced(tmp_path, monkeypatch):
+    make_fashion_mnist(tmp_path / "env" / "fashion_mnist", n_train=8, n_valid=4)  # another copy that must not be used
+    monkeypatch.setenv("EXPT_DATA", str(tmp_path / "env"))
+    folder = make_fashion_mnist(tmp_path / "fm", n_train=16, n_valid=4)
+    assert load(root=str(folder), download=False).root == str(folder)
     (folder / (FILES[3] + ".gz")).unlink()
+    with pytest.raises(DataError, match=f"data.root={folder} lacks t10k-labels-idx1-ubyte;"):
+        load(root=str(folder), download=False)
+    with pytest.raises(DataError, match="does not exist"):
+        load(root=str(tmp_path / "missing"), download=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="lacks train-images-idx3-ubyte, train-labels"):
+        load(root=str(tmp_path / "empty"), download=False)
+
+
+def test_system_copy_is_searched_last(tmp_path, monkeypatch):
+    make_fashion_mnist(tmp_path / "system" / "fashion-mnist", n_train=12, n_valid=4)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("EXPT_DATA", raising=False)
-    with pytest.raises(DataError, match="not found"):
-        load(root=str(folder), download=False)
+    monkeypatch.setenv("EXPT_SYSTEM_DATA", str(tmp_path / "system"))
+    data = load(download=False)
+    assert len(data.train_x) == 12 and data.root == str(tmp_path / "system" / "fashion-mnist")
 
 
 def test_channel_stats_per_channel():

@@ -88,7 +88,7 @@ def test_paddy_bad_layouts(tmp_path, cache):
     (root / "train.csv").write_text(csv + "999.jpg,blast,ADT45,50\n")
     with pytest.raises(DataError, match="1 image.* missing, e.g. .*999.jpg"):
         paddy.load(root=str(root), size=16)
-    with pytest.raises(DataError, match="Paddy Doctor not found"):
+    with pytest.raises(DataError, match="data.root=.*nowhere does not exist"):
         paddy.load(root=str(tmp_path / "nowhere"))
 
 
@@ -149,7 +149,7 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
 
 def test_two_targets_need_multi_task(tmp_path, isolated_env):
     root = make_paddy(tmp_path / "paddy", n=6)
-    result = run_expt(["train", "data=paddy", f"data.root={root}", "data.size=16", "device=cpu",
+    result = run_expt(["train", "data=paddy", f"data.root={root}", "data.size=16", "device=cpu", "bs=2",
                        f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
     assert result.returncode == 2 and "use loss=multi_task" in result.stderr and "Traceback" not in result.stderr
 

@@ -73,7 +73,7 @@ def test_local_pretrained_weights_bring_their_normalisation(tmp_path, channels):
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, fmnist_dir):
     cfg = composed(["debug=fast", f"data.root={fmnist_dir}", "arch=timm", "arch.name=convnext_atto"])
     run = build_run(cfg)
-    meta = {"config": {"arch": OmegaConf.to_container(cfg.arch)}, "classes": run.data.classes,
+    meta = {"config": {"arch": OmegaConf.to_container(cfg.arch), "data": OmegaConf.to_container(cfg.data)}, "classes": run.data.classes,
             "mean": run.model.norm.mean.flatten().tolist(), "std": run.model.norm.std.flatten().tolist(),
             "input_shape": list(run.input_shape), "versions": {}}
     path = save_model(tmp_path / "model.safetensors", run.model, meta)

@@ -24,9 +24,7 @@ from .data.loaders import DeviceLoader, StreamLoader
 from .errors import CheckpointError, ConfigError, ExptError
 from .hostmem import keep_freed_memory
 from .models.layers import Normalize
-from .signature import check_node
-
-GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta")
+from .signature import GROUPS, check_node
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
@@ -47,7 +45,10 @@ def check_groups(cfg: DictConfig) -> None:
 
 
 def make(group: str, node: DictConfig) -> Any:
-    """Instantiate a (checked) group node with plain Python containers as arguments."""
+    """Instantiate a group node with plain Python containers as arguments, after checking it against
+    its builder: whatever the node's source (conf/, the command line, a checkpoint), only expt's
+    builders are ever imported or called."""
+    check_node(group, OmegaConf.to_container(node, resolve=True))
     try:
         return instantiate(node, _convert_="all")
     except InstantiationException as e:
@@ -151,8 +152,38 @@ def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n
     if input_shape is not None and "input_shape" in inspect.signature(builder).parameters:
         extra["input_shape"] = tuple(input_shape)  # builders that care about the image size ask for it
     body = builder(n_in=len(mean), n_out=n_out, **extra)
+    if input_shape is not None:
+        check_input_size(body, input_shape)
     mean, std = getattr(body, "input_norm", (mean, std))
     return nn.Sequential(OrderedDict(norm=Normalize(mean, std), body=body))
+
+
+def check_input_size(body: nn.Module, input_shape: Sequence[int]) -> None:
+    """Refuse images the arch cannot take (its `input_sizes`, pixels a side, where it declares them)."""
+    low, high = getattr(body, "input_sizes", (1, None))
+    h, w = input_shape[-2:]
+    if min(h, w) < low or (high is not None and max(h, w) > high):
+        takes = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"the arch takes images of {takes} pixels a side, and the data's are {h}x{w}; "
+                          "change data.size (or the arch: resnet_k5 takes any size from 9)")
+
+
+def check_data(data: ImageData, bs: int) -> None:
+    """Refuse data that cannot train: fewer images than one batch, or a single class."""
+    if len(data.train_x) < bs:
+        raise ConfigError(f"the data has {len(data.train_x)} training images, fewer than one batch (bs={bs}); "
+                          "lower bs or use more images")
+    labels = data.train_y if data.train_y.ndim == 1 else data.train_y[:, 0]
+    if len(data.classes) < 2 or len(labels.unique()) < 2:
+        raise ConfigError(f"the training images all have one class ({data.classes[int(labels[0])]}); a classifier "
+                          "needs at least two (check the data, or data.train_subset)")
+
+
+def check_optimizer(node: DictConfig) -> None:
+    for key in ("lr", "weight_decay", "momentum"):
+        value = node.get(key)
+        if isinstance(value, (int, float)) and value < 0:
+            raise ConfigError(f"optimizer.{key}={value} must not be negative")
 
 
 def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
@@ -210,6 +241,7 @@ def build_run(cfg: DictConfig) -> Run:
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
     check_groups(cfg)
+    check_optimizer(group_node(cfg, "optimizer"))
     check_lr_find(cfg.lr_find)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -219,6 +251,7 @@ def build_run(cfg: DictConfig) -> Run:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
     data = make("data", cfg.data)
+    check_data(data, cfg.bs)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, data.n_outputs, input_shape)
     model = model.to(device, memory_format=layout)
@@ -259,12 +292,6 @@ class EvalRun:
     precision: str
 
 
-def build_tta(cfg: DictConfig):
-    """The views of the tta group, checked against their builder."""
-    check_node("tta", OmegaConf.to_container(cfg.tta, resolve=True))
-    return make("tta", cfg.tta)
-
-
 def stored_data(meta: dict, cfg: DictConfig) -> DictConfig:
     """The data node a checkpoint was trained with; data.root from the command line still applies
     (the data may have moved)."""
@@ -284,7 +311,7 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     paths = [str(p) for p in paths if p is not None]
     if not paths:
         raise ConfigError("expt tta needs ckpt=PATH/model.safetensors (or ckpt=[A,B] for an ensemble)")
-    tta, device = build_tta(cfg), resolve_device(cfg.device)
+    tta, device = make("tta", cfg.tta), resolve_device(cfg.device)
     loaded = [model_from_checkpoint(p) for p in paths]
     first = loaded[0][1]
     for path, (_, meta) in zip(paths[1:], loaded[1:]):
@@ -325,17 +352,18 @@ def build_test(cfg: DictConfig) -> TestRun:
     """The checkpoint in `ckpt` and the test split of the data it was trained on (its `load_test`)."""
     if cfg.ckpt is None or OmegaConf.is_list(cfg.ckpt):
         raise ConfigError("expt predict needs one checkpoint: ckpt=PATH/model.safetensors")
-    tta = build_tta(cfg)
+    tta = make("tta", cfg.tta)
     model, meta = model_from_checkpoint(cfg.ckpt)
     data = stored_data(meta, cfg)
+    options = OmegaConf.to_container(data, resolve=True)
+    check_node("data", options)  # an expt data builder, so its module is one of expt's
     module, _, _ = data._target_.rpartition(".")
     try:
         load_test = get_object(f"{module}.load_test")
     except Exception:
         raise ConfigError(f"{cfg.ckpt} was trained on {module.rsplit('.', 1)[-1]}, which has no test split "
                           "to predict (data=paddy has one)") from None
-    options = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "_target_"}
-    x, ids = load_test(**options)
+    x, ids = load_test(**{k: v for k, v in options.items() if k != "_target_"})
     device = resolve_device(cfg.device)
     layout = memory_format(cfg.channels_last, device)
     heads = meta.get("heads") or {"label": meta["classes"]}

@@ -2,6 +2,7 @@
 classes, versions); training state for resuming in a torch file of plain tensors. All writes are
 atomic (temporary file, then rename), so a crash never leaves a half-written file."""
 
+import io
 import json
 import os
 import threading
@@ -15,15 +16,34 @@ from .errors import CheckpointError
 
 FORMAT = "expt-checkpoint/1"
 META_KEYS = ("config", "classes", "mean", "std", "versions")  # required; "input_shape" is optional
+STATE_KEYS = ("epochs_done", "history", "model", "opt", "torch_rng", "config", "sched", "train_dl")
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # read at import, in the main thread: os.umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() gives every other output
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through `write(tmp_path)` and move the result into place in one rename."""
+    """Write through `write(tmp_path)`, flush it to the disk, give it the permissions of any other
+    output, and move it into place in one rename: a crash or a full disk never leaves half a file.
+    A temporary file that a kill left behind is cleared by the next command in that folder
+    (runfolder.clean_stale_temps)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, FILE_MODE)  # safetensors writes 0600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -42,12 +62,14 @@ def versions() -> dict[str, str]:
 def save_model(path: Path, model: nn.Module | dict[str, torch.Tensor], meta: dict) -> Path:
     """Weights (a model or its state dict; stored contiguous, on the CPU) to safetensors, `meta` as
     JSON strings in its header."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = model.state_dict() if isinstance(model, nn.Module) else model
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {"format": FORMAT, **{k: json.dumps(v) for k, v in meta.items()}}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    # Serialised in memory, then written by Python: a full disk is then an OSError (ENOSPC) naming
+    # the file, where safetensors' and torch's own writers raise their own error types.
+    return atomic_write(path, lambda tmp: tmp.write_bytes(save(tensors, metadata=header)))
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -72,11 +94,54 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         meta |= {k: json.loads(v) for k, v in header.items() if k not in META_KEYS and k != "format"}
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {path} has damaged metadata ({e})") from e
+    problem = meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} has damaged metadata ({problem})")
     return weights, meta
 
 
+def _is_list_of(value, kind) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+
+
+def _strings(node) -> list[str]:
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in _strings(k) + _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def meta_problem(meta: dict) -> str | None:
+    """What is wrong with a checkpoint's metadata, or None. Only the shape of the data is checked
+    here; the stored config's builders are checked (and only expt's allowed) when it is built."""
+    config = meta["config"]
+    if not isinstance(config, dict) or not all(isinstance(config.get(g), dict) and isinstance(
+            config[g].get("_target_"), str) for g in ("arch", "data")):
+        return "its config lacks the arch and data nodes"
+    if any("${" in s for s in _strings(config)):
+        return "its config holds an interpolation; expt stores resolved configs"
+    if not _is_list_of(meta["classes"], str) or not meta["classes"]:
+        return "classes is not a list of names"
+    if not (_is_list_of(meta["mean"], (int, float)) and _is_list_of(meta["std"], (int, float))
+            and 1 <= len(meta["mean"]) == len(meta["std"])):
+        return "mean and std are not lists of one number per channel"
+    shape = meta.get("input_shape")
+    if shape is not None and not (_is_list_of(shape, int) and len(shape) == 3 and min(shape) > 0):
+        return "input_shape is not (channels, height, width)"
+    heads = meta.get("heads")
+    if heads is not None and not (isinstance(heads, dict) and heads
+                                  and all(_is_list_of(v, str) and v for v in heads.values())):
+        return "heads is not a mapping of target names to class names"
+    return None
+
+
 def save_state(path: Path, state: dict) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    def write(tmp: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        tmp.write_bytes(buffer.getbuffer())
+    return atomic_write(path, write)
 
 
 def load_state(path: Path) -> dict:
@@ -87,6 +152,11 @@ def load_state(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"nothing to resume at {path}; pass a run folder that has last.pt")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for damaged or foreign files
-        raise CheckpointError(f"cannot resume from {path}: not an expt training state ({e})") from e
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for damaged or foreign files (pickled code too)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"cannot resume from {path}: not an expt training state ({first})") from e
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"cannot resume from {path}: not an expt training state (no {', '.join(missing)})")
+    return state

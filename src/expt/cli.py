@@ -107,17 +107,31 @@ def one_line(error: Exception) -> str:
     return " ".join(lines)
 
 
+def unknown_settings(cfg) -> list[str]:
+    """Run settings the schema does not have (a `+foo=1` that Hydra adds silently and nothing reads)."""
+    from dataclasses import fields
+    nested = {"lr_find": LRFindSchema, "finetune": FinetuneSchema}
+    known = {f.name for f in fields(RunSchema)}
+    extra = [key for key in cfg if key not in known]
+    for key, schema in nested.items():
+        extra += [f"{key}.{sub}" for sub in cfg.get(key) or {} if sub not in {f.name for f in fields(schema)}]
+    return extra
+
+
 def check_overrides(overrides: list[str], command: str = "train") -> None:
     """Compose once without running, so a bad group option, key or type is one line (exit 2)."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+    hint = f"; see `expt {command} --help` for groups and options"
     try:
         with initialize_config_module("expt.conf", version_base="1.3"):
-            compose("config", overrides=overrides)
+            cfg = compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        hint = f"; see `expt {command} --help` for groups and options"
         fail(one_line(e) + hint)
+    extra = unknown_settings(cfg)
+    if extra:
+        fail(f"unknown setting {extra[0]!r}: expt has no such run setting, so nothing would read it{hint}")
 
 
 def sweep_jobs(args: list[str], limit: int = 200) -> list[list[str]] | None:
@@ -145,11 +159,44 @@ def sweep_dir_args(args: list[str]) -> list[str]:
     return extra
 
 
+def resume_defaults(args: list[str]) -> list[str]:
+    """`expt train resume=RUN`: the overrides RUN was started with come first, so `resume=RUN` alone
+    continues it; the command line's own overrides win, and those that change the recipe are refused
+    when the training state is restored (train.restore)."""
+    import yaml
+    from pathlib import Path
+    source = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if not source:
+        return args
+    folder = Path(source).expanduser()
+    folder = folder.parent if folder.is_file() else folder
+    stored = folder / ".hydra" / "overrides.yaml"
+    try:
+        before = yaml.safe_load(stored.read_text()) if stored.is_file() else []
+    except (OSError, yaml.YAMLError):
+        before = []
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+    keep = [o for o in before or [] if isinstance(o, str) and "=" in o
+            and o.split("=", 1)[0].lstrip("+~") not in given | {"resume"}
+            and not o.lstrip("+~").startswith("hydra")]
+    return keep + args
+
+
 def run_command(command: str, args: list[str]) -> None:
+    import os
+    from pathlib import Path
+
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .errors import ExptError
+    from .runfolder import os_error_line
     register_schema()
     if command == "sweep" and args[:1] == ["--aggregate"]:
         return aggregate_only(args[1:])
+    if command == "train":
+        args = resume_defaults(args)
     if command == "sweep":
         args = args + sweep_dir_args(args)
         if not any(a in ("--help", "-h", "--cfg", "-c", "--info") for a in args):
@@ -157,63 +204,82 @@ def run_command(command: str, args: list[str]) -> None:
                 check_overrides(job, command)
     elif not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
         check_overrides(args, command)
+    run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
+    if run_dir and command != "sweep" and not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
+        from .runfolder import check_free
+        try:  # before Hydra writes its .hydra/ record into the folder
+            check_free(Path(run_dir), train=command == "train")
+        except ExptError as e:
+            fail(str(e), e.exit_code)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises what a command raised: handled below, in one line
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="config")
     def task(cfg):
-        from pathlib import Path
-
         from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf
 
-        from .errors import ExptError
+        from .runfolder import RunFolder, remove_if_unused
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         config_text = OmegaConf.to_yaml(cfg, resolve=True)
         console = output_console()
         if command == "sweep":
             from .sweep import run_job
             return run_job(_train, cfg, run_dir, console, config_text)
-        (run_dir / "config.yaml").write_text(config_text)
         try:
-            summary = COMMAND_FUNCS[command](cfg, run_dir, console)
-        except ExptError as e:
-            fail(str(e), e.exit_code)
+            with RunFolder(run_dir):
+                (run_dir / "config.yaml").write_text(config_text)
+                summary = COMMAND_FUNCS[command](cfg, run_dir, console)
+        except Exception as e:  # raised below, outside Hydra (which would print a line of its own first)
+            failures.append(e)
+            return
         outputs = Path(summary.get("outputs", run_dir))
         if outputs.resolve() != run_dir.resolve():  # wrote next to a checkpoint: no empty run folder left behind
-            remove_unused(run_dir)
+            remove_if_unused(run_dir)
         console.print(f"outputs: {outputs}")
         if summary.get("status") == "interrupted":
-            fail(f"interrupted; weights saved, resume with `expt train resume={run_dir}` and the same overrides",
-                 130)
+            fail(f"interrupted; weights saved, resume with `expt train resume={run_dir}`", 130)
         if summary.get("status") == "diverged":
-            fail(f"training diverged; the last good checkpoint is in {run_dir}", 1)
+            model = run_dir / "model.safetensors"
+            kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {model}" if model.is_file()
+                    else "no checkpoint was saved; lower optimizer.lr (`expt lr_find` suggests one)")
+            fail(f"training diverged ({summary.get('error')}); {kept}", 1)
 
     sys.argv = [f"expt {command}", *args]
-    task()
+    sweep_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")), None)
+    failures: list[Exception] = []
+    try:
+        task()
+        if failures:
+            raise failures[0]
+    except ExptError as e:
+        fail(str(e), e.exit_code)
+    except OSError as e:
+        fail(os_error_line(e), 1)
+    except (HydraException, OmegaConfBaseException) as e:
+        fail(one_line(e))
+    except KeyboardInterrupt:
+        if command == "sweep" and sweep_dir:
+            aggregate_only([sweep_dir], check=False)
+        fail("interrupted" + (f"; run the same sweep again to finish it (finished jobs are skipped)"
+                              if command == "sweep" else ""), 130)
     if command == "sweep" and "--help" not in args and "--cfg" not in args:
-        sweep_dir = next(a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir="))
         aggregate_only([sweep_dir])
 
 
-def remove_unused(run_dir) -> None:
-    """Delete a run folder that holds only what Hydra and expt wrote before the command ran
-    (config.yaml, .hydra, an empty expt.log); a folder with anything else in it stays as it is."""
-    import shutil
-    log = run_dir / "expt.log"
-    ours = {"config.yaml", ".hydra", "expt.log"}
-    if {p.name for p in run_dir.iterdir()} <= ours and not (log.exists() and log.stat().st_size):
-        shutil.rmtree(run_dir)
-
-
-def aggregate_only(args: list[str]) -> None:
-    """`expt sweep --aggregate DIR`: rebuild sweep.csv, the leaderboard and the plot of a sweep folder."""
+def aggregate_only(args: list[str], check: bool = True) -> None:
+    """`expt sweep --aggregate DIR`: rebuild sweep.csv, the leaderboard and the plot of a sweep folder;
+    with `check`, exit 1 when any job did not finish."""
     from .errors import ExptError
     from .sweep import aggregate
     if len(args) != 1:
         fail("usage: expt sweep --aggregate SWEEP_DIR")
     try:
-        aggregate(args[0], output_console())
+        counts = aggregate(args[0], output_console())
     except ExptError as e:
         fail(str(e), e.exit_code)
+    if check and counts["ok"] < counts["jobs"]:
+        fail(f"{counts['jobs'] - counts['ok']} of {counts['jobs']} jobs did not finish; their errors are in "
+             f"{args[0]}/sweep.csv (run the same sweep again to retry them)", 1)
 
 
 def _train(cfg, run_dir, console):

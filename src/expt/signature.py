@@ -1,18 +1,53 @@
 """Checking a config node against the signature of the builder its `_target_` names: unknown keys
-and values of the wrong type become one clear ConfigError before anything is built."""
+and values of the wrong type become one clear ConfigError before anything is built.
 
+A config is data, never code: every `_target_` in a node (nested ones too), whether it comes from
+conf/, the command line or a checkpoint, must be one of expt's own builders, the `_target_`s that
+the options in conf/ name. Anything else is refused before it is imported or called."""
+
+import functools
 import inspect
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra.utils import get_object
 
 from .errors import ConfigError
 
 SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
+GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta")  # the groups that build objects
+
+
+def _targets_in(node: Any) -> list[Any]:
+    """Every `_target_` value in a nested config node, at any depth (Hydra instantiates them all)."""
+    if isinstance(node, dict):
+        found = [node["_target_"]] if "_target_" in node else []
+        return found + [t for value in node.values() for t in _targets_in(value)]
+    if isinstance(node, (list, tuple)):
+        return [t for value in node for t in _targets_in(value)]
+    return []
+
+
+@functools.cache
+def builders() -> frozenset[str]:
+    """expt's builders: the `_target_`s named by the options of conf/'s groups, nested ones included."""
+    conf = Path(__file__).parent / "conf"
+    return frozenset(t for group in GROUPS for path in sorted((conf / group).glob("*.yaml"))
+                     for t in _targets_in(yaml.safe_load(path.read_text())))
+
+
+def check_targets(group: str, node: Any) -> None:
+    """Refuse a node naming any callable that is not one of expt's builders (nothing is imported)."""
+    for target in _targets_in(node):
+        if target not in builders():
+            raise ConfigError(f"{group}: _target_ {target!r} is not one of expt's builders; a config (or a "
+                              "checkpoint's stored config) may only name the builders of conf/'s options, "
+                              f"e.g. {group} options with `expt train --help`")
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -56,7 +91,9 @@ def _hint_name(hint: Any) -> str:
 
 
 def check_node(group: str, node: dict) -> None:
-    """Raise ConfigError when `node` has a key its builder does not take, or a value of the wrong type."""
+    """Raise ConfigError when `node` names a callable that is not an expt builder, has a key its
+    builder does not take, or a value of the wrong type."""
+    check_targets(group, node)
     try:
         target = get_object(node["_target_"])
     except Exception as e:

@@ -31,19 +31,30 @@ def finished(run_dir: Path, config_text: str) -> dict | None:
 
 
 def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
-    """One job: skip it when done, else train; never raise. Returns the headline metric (for sweepers)."""
+    """One job: skip it when done, else train; a failure is recorded, not raised, so the sweep goes
+    on. Ctrl-C stops the whole sweep. Returns the headline metric (for sweepers)."""
+    from .runfolder import FolderBusy, RunFolder
     done = finished(run_dir, config_text)
     if done is not None:
         console.print(f"[dim]skipping {run_dir.name}: already finished[/]")
         return done.get(HEADLINE, math.nan)
-    (run_dir / "config.yaml").write_text(config_text)
     try:
-        summary = train(cfg, run_dir, console)
+        with RunFolder(run_dir, remove_on_failure=False):
+            (run_dir / "config.yaml").write_text(config_text)
+            summary = train(cfg, run_dir, console)
+    except FolderBusy as e:  # another process owns the folder: leave it alone
+        console.print(f"[bold red]job {run_dir.name} skipped:[/] {e}")
+        return math.nan
     except Exception as e:  # any failure of one job is recorded, and the sweep goes on
         first_line = (str(e).strip().splitlines() or [""])[0]
         summary = {"status": "failed", "error": f"{type(e).__name__}: {first_line}"}
-        atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+        try:
+            atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+        except OSError:
+            pass  # the disk itself failed: the job's missing summary marks it incomplete
         console.print(f"[bold red]job {run_dir.name} failed:[/] {summary['error']}")
+    if summary.get("status") == "interrupted":
+        raise KeyboardInterrupt  # Ctrl-C stopped this job's training: stop the sweep, not just the job
     value = summary.get(HEADLINE)
     return value if summary.get("status") == "ok" and value is not None else math.nan
 

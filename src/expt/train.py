@@ -13,20 +13,36 @@ from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
 from .checkpoint import atomic_write, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
+from .runfolder import clean_stale_temps
 from .lr_find import find_lr, report
 from .summary import ModelSummary, example_batch, summarize_model
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
+WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
+
+
+def recipe(config: dict) -> dict:
+    """What defines a run's training: MUST_MATCH_ON_RESUME, less the settings of WHERE_NOT_WHAT."""
+    out = {k: config.get(k) for k in MUST_MATCH_ON_RESUME}
+    for group, keys in WHERE_NOT_WHAT.items():
+        if isinstance(out[group], dict):
+            out[group] = {k: v for k, v in out[group].items() if k not in keys}
+    return out
 
 
 def restore(run: Run, cfg: dict, source: str) -> tuple[int, list[dict]]:
     """Load the training state of an earlier run of the same recipe; returns (epochs done, rows)."""
-    state = load_state(Path(source))
-    before = json.loads(state["config"])
-    changed = [k for k in MUST_MATCH_ON_RESUME if before.get(k) != cfg.get(k)]
+    folder = Path(source).expanduser()
+    clean_stale_temps(folder if folder.is_dir() else folder.parent)
+    state = load_state(folder)
+    before, now = recipe(json.loads(state["config"])), recipe(cfg)
+    changed = [k for k in MUST_MATCH_ON_RESUME if before[k] != now[k]]
     if changed:
         raise CheckpointError(f"cannot resume from {source}: it was trained with other {', '.join(changed)}; "
-                              "resume with the same overrides as the original run")
+                              "resume with the same overrides as the original run (resume=RUN alone uses them)")
+    if state["epochs_done"] >= cfg["epochs"]:
+        raise CheckpointError(f"{source} finished all {state['epochs_done']} epochs already; nothing to resume "
+                              f"(its model: {folder if folder.is_dir() else folder.parent}/model.safetensors)")
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["opt"])
     if run.sched is None:  # optimizer.lr=auto: the lr the first run found
@@ -102,7 +118,7 @@ def summarize(history: list[dict], start_epoch: int, seconds: float, status: str
         "peak_mem_mb": peak_memory_mb(run.device), "params": size.params, "mflops": size.mflops,
         "device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu",
         "precision": run.precision, "lr": run.peak_lr, "lr_auto": run.lr_auto,
-        "skipped_images": len(run.data.skipped),
+        "skipped_images": len(run.data.skipped), "data/root": run.data.root,
     }
     summary.update({f"versions/{k}": v for k, v in versions().items()})
     return summary

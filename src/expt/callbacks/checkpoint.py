@@ -1,8 +1,10 @@
-"""After every good epoch: the model (safetensors + metadata) and the state to resume from.
+"""After every good epoch (finite loss, finite parameters and statistics): the model (safetensors +
+metadata) and the state to resume from.
 
 The state is copied to the CPU at the epoch's end (so training can go on changing the live
-tensors), then written by a background thread while the next epoch trains; the next save, the
-end of the fit and `wait()` join it. Every file is still written atomically."""
+tensors), then written by a background thread while the next epoch trains; the next epoch's start
+(if the write has ended), the next save, the end of the fit and `wait()` raise what the write
+raised. Every file is still written atomically."""
 
 import threading
 from pathlib import Path
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_write, save_model, save_state
-from ..learner import Callback
+from ..learner import Callback, CancelFitException
 
 
 def to_cpu(obj):
@@ -24,6 +26,13 @@ def to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)
     return obj
+
+
+def all_finite(model: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer (BatchNorm's running statistics too) is
+    finite; one host sync."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack([t.isfinite().all() for t in tensors]).all()) if tensors else True
 
 
 class CheckpointCB(Callback):
@@ -41,7 +50,16 @@ class CheckpointCB(Callback):
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
+    def before_epoch(self, learn) -> None:
+        if self.thread is not None and not self.thread.is_alive():
+            self.wait()  # the last write has ended: a failure stops the run now, not an epoch later
+
     def after_epoch(self, learn) -> None:
+        if not all_finite(self.model):
+            # Not a good epoch: keep the last good checkpoint (and metrics.csv) as they are.
+            self.history.pop()
+            learn.stop_reason = f"parameters or statistics became non-finite in epoch {learn.epoch + 1}"
+            raise CancelFitException()
         self.save(learn, epochs_done=learn.epoch + 1)
 
     def after_fit(self, learn) -> None:

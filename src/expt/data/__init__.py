@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DataError
+
 
 @dataclass
 class ImageData:
@@ -20,6 +22,7 @@ class ImageData:
     std: tuple[float, ...]
     heads: dict[str, list[str]] = field(default_factory=dict)  # target -> classes, when y is (N, targets)
     skipped: dict[str, str] = field(default_factory=dict)  # unreadable images left out: path -> error
+    root: str = ""  # the folder the data was read from (summary.json's data/root)
 
     def __post_init__(self):
         if not self.heads:
@@ -60,6 +63,12 @@ def channel_stats(x, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float,
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
+def check_subsets(train_subset: int | None, valid_subset: int | None) -> None:
+    for name, n in (("train_subset", train_subset), ("valid_subset", valid_subset)):
+        if n is not None and n < 1:
+            raise DataError(f"data.{name}={n} must be at least 1 (or null for every image)")
+
+
 def first(x: torch.Tensor, n: int | None) -> torch.Tensor:
     """The first n items of x (all of them when n is None)."""
     return x if n is None else x[:n]
@@ -73,13 +82,32 @@ def subset(n_items: int, n: int | None, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n_items, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-def find_root(name: str, root: str | None, required: list[str]) -> tuple[Path | None, list[Path]]:
-    """The first of data.root, $EXPT_DATA/<name>, ~/.cache/expt/<name> holding every `required`
-    entry, and the places searched."""
-    places = [Path(root).expanduser()] if root else []
-    if os.environ.get("EXPT_DATA"):
-        places.append(Path(os.environ["EXPT_DATA"]).expanduser() / name)
-    places.append(Path.home() / ".cache" / "expt" / name)
+def default_places(name: str, system: Path | None = None) -> list[Path]:
+    """Where a dataset is looked for when no data.root is given: $EXPT_DATA/<name>, ~/.cache/expt/<name>,
+    then a system-wide copy (Debian's packages)."""
+    places = [Path(os.environ["EXPT_DATA"]).expanduser() / name] if os.environ.get("EXPT_DATA") else []
+    return places + [Path.home() / ".cache" / "expt" / name] + ([system] if system else [])
+
+
+def explicit_root(root: str, missing: list[str], hint: str) -> DataError:
+    """The refusal of a data.root that does not hold the dataset: an explicit root is used or refused,
+    never replaced by another copy."""
+    folder = Path(root).expanduser()
+    problem = ("does not exist" if not folder.exists() else "is not a folder" if not folder.is_dir()
+               else f"lacks {', '.join(missing)}")
+    return DataError(f"data.root={root} {problem}; {hint}, or drop data.root to search the usual places")
+
+
+def find_root(name: str, root: str | None, required: list[str], hint: str) -> tuple[Path | None, list[Path]]:
+    """data.root when given (it must hold every `required` entry, else DataError); otherwise the first
+    of $EXPT_DATA/<name>, ~/.cache/expt/<name> that does. Returns (folder or None, places searched)."""
+    if root:
+        folder = Path(root).expanduser()
+        missing = [r for r in required if not (folder / r).exists()]
+        if missing or not folder.is_dir():
+            raise explicit_root(root, missing, hint)
+        return folder, [folder]
+    places = default_places(name)
     found = next((p for p in places if all((p / r).exists() for r in required)), None)
     return found, places
 

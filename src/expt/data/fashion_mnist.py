@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DataError
-from . import ImageData, channel_stats, first
+from . import ImageData, channel_stats, check_subsets, default_places, explicit_root, first
 from .idx import read_idx
 
 FILES = {  # role -> official file name (without .gz)
@@ -25,19 +25,22 @@ OFFICIAL_GZ_MD5 = {
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # `apt install dataset-fashion-mnist`
+SYSTEM_DATA = "/usr/share/datasets"  # Debian/Ubuntu: `apt install dataset-fashion-mnist`
 
 
 def cache_dir() -> Path:
     return Path.home() / ".cache" / "expt" / "fashion_mnist"
 
 
-def search_dirs(root: str | None) -> list[Path]:
-    """Where to look, in order: data.root, $EXPT_DATA/fashion_mnist, ~/.cache, Debian's package."""
-    dirs = [Path(root).expanduser()] if root else []
-    if os.environ.get("EXPT_DATA"):
-        dirs.append(Path(os.environ["EXPT_DATA"]).expanduser() / "fashion_mnist")
-    return dirs + [cache_dir(), DEBIAN_DIR]
+def search_dirs() -> list[Path]:
+    """Where to look without data.root, in order: $EXPT_DATA/fashion_mnist, ~/.cache, Debian's package."""
+    return default_places("fashion_mnist", system_dir())
+
+
+def system_dir() -> Path:
+    """Debian's copy (`apt install dataset-fashion-mnist`); EXPT_SYSTEM_DATA moves (or, set to an empty
+    folder, hides) the system's datasets folder, /usr/share/datasets."""
+    return Path(os.environ.get("EXPT_SYSTEM_DATA", SYSTEM_DATA)) / "fashion-mnist"
 
 
 def find_files(folder: Path) -> dict[str, Path] | None:
@@ -70,8 +73,19 @@ def download(folder: Path, timeout_s: float = 30) -> dict[str, Path]:
     return find_files(folder)
 
 
+HINT = "point it at the folder with the four IDX files (train-images-idx3-ubyte[.gz], ...)"
+
+
 def locate(root: str | None, allow_download: bool) -> dict[str, Path]:
-    dirs = search_dirs(root)
+    """The four files: in data.root when given (or refused), else the first place of search_dirs()
+    that has them, else downloaded into the cache."""
+    if root:
+        folder = Path(root).expanduser()
+        if files := find_files(folder) if folder.is_dir() else None:
+            return files
+        missing = [name for name in FILES.values() if not any((folder / n).is_file() for n in (name, name + ".gz"))]
+        raise explicit_root(root, missing, HINT)
+    dirs = search_dirs()
     for folder in dirs:
         if files := find_files(folder):
             return files
@@ -83,13 +97,14 @@ def locate(root: str | None, allow_download: bool) -> dict[str, Path]:
             problem = f"; download failed ({type(e).__name__}: {e})".replace("\n", " ")
     searched = ", ".join(str(d) for d in dirs)
     raise DataError(f"Fashion-MNIST not found (looked in {searched}{problem}). Get it with "
-                    "`apt install dataset-fashion-mnist`, or put the four IDX files in a folder and "
-                    "pass data.root=FOLDER (or set EXPT_DATA to its parent)")
+                    "`expt data fashion_mnist` (on Debian/Ubuntu: apt install dataset-fashion-mnist), or put the "
+                    "four IDX files in a folder and pass data.root=FOLDER (or set EXPT_DATA to its parent)")
 
 
 def load(root: str | None = None, train_subset: int | None = None, valid_subset: int | None = None,
          download: bool = True) -> ImageData:
     """Read Fashion-MNIST as uint8 (N, 1, 28, 28) images; the 10,000 test images validate."""
+    check_subsets(train_subset, valid_subset)
     files = locate(root, download)
     arrays = {role: read_idx(path) for role, path in files.items()}
     for split in ("train", "valid"):
@@ -105,4 +120,4 @@ def load(root: str | None = None, train_subset: int | None = None, valid_subset:
     return ImageData(
         train_x=first(train_x, train_subset), train_y=first(arrays["train_y"], train_subset).long(),
         valid_x=first(valid_x, valid_subset), valid_y=first(arrays["valid_y"], valid_subset).long(),
-        classes=list(CLASSES), mean=mean, std=std)
+        classes=list(CLASSES), mean=mean, std=std, root=str(files["train_x"].parent))

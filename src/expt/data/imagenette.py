@@ -5,8 +5,8 @@ import hashlib
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, find_root, image_files, subset
-from .images import images_for
+from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset
+from .images import check_size, images_for
 
 NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
          "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
@@ -27,7 +27,9 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", train_s
          valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
          cache: bool = True) -> ImageData:
     """Imagenette at size x size, decoded once into the image cache; the val folder validates."""
-    folder, places = find_root("imagenette", root, ["train", "val"])
+    check_subsets(train_subset, valid_subset)
+    check_size(size)
+    folder, places = find_root("imagenette", root, ["train", "val"], "point it at the folder with train/ and val/")
     if folder is None:
         raise DataError(f"Imagenette not found (looked in {', '.join(map(str, places))}). Download "
                         "imagenette2-320.tgz from fast.ai's datasets (s3.amazonaws.com/fast-ai-imageclas), "
@@ -48,4 +50,4 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", train_s
         skipped |= bad
     mean, std = channel_stats(out["train"][0])
     return ImageData(*out["train"], *out["val"], classes=[NAMES.get(w, w) for w in wnids], mean=mean, std=std,
-                     skipped=skipped)
+                     skipped=skipped, root=str(folder))

@@ -16,6 +16,7 @@ from ..errors import DataError
 
 log = logging.getLogger(__name__)
 RESIZE_METHODS = ("crop", "squish")
+MIN_SIZE = 8  # pixels a side; an arch may need more (build.check_input_size)
 
 
 def decode(path: Path, size: int, method: str = "crop") -> bytes:
@@ -141,6 +142,12 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
     return x, kept, bad
 
 
+def check_size(size: int) -> None:
+    if size < MIN_SIZE:
+        raise DataError(f"data.size={size} is too small: images need at least {MIN_SIZE} pixels a side "
+                        "(the arch may need more)")
+
+
 def check_method(method: str) -> None:
     if method not in RESIZE_METHODS:
         raise DataError(f"data.resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
@@ -186,7 +193,11 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
         raise DataError(f"none of the {len(files)} {label} images could be read (first: {next(iter(bad.items()))})")
     tensors = {"x": x.contiguous(), "kept": torch.tensor(kept, dtype=torch.int64)}
     meta = json.dumps({"skipped": bad, "size": size, "method": method, "files": len(files)})
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"meta": meta}))
+    try:
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"meta": meta}))
+    except Exception as e:  # a full or read-only cache disk costs the next run a decode, not this run
+        log.warning("could not write the image cache %s (%s); the images will be decoded again next time", path, e)
+        return x, kept, bad
     for stale in path.parent.glob(f"{label}-{size}-*.safetensors"):  # older versions at this size
         if stale != path:
             stale.unlink(missing_ok=True)

@@ -10,14 +10,15 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, find_root, image_files, subset
-from .images import images_for
+from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset
+from .images import check_size, images_for
 
 REQUIRED_COLUMNS = ("image_id", "label", "variety")
 
 
 def locate(root: str | None) -> Path:
-    folder, places = find_root("paddy", root, ["train.csv", "train_images"])
+    folder, places = find_root("paddy", root, ["train.csv", "train_images"],
+                               "point it at the folder with train.csv, train_images/ and test_images/")
     if folder is None:
         raise DataError(f"Paddy Doctor not found (looked in {', '.join(map(str, places))}). Download it with "
                         "`kaggle competitions download -c paddy-disease-classification`, unzip it and pass "
@@ -55,6 +56,8 @@ def load(root: str | None = None, size: int = 224, resize: str = "squish", targe
     targets = list(targets)
     if not targets:
         raise DataError("data.targets is empty; use [label], [variety] or [label, variety]")
+    check_subsets(train_subset, valid_subset)
+    check_size(size)
     folder = locate(root)
     df, paths = read_table(folder, targets)
     heads = {t: sorted(df[t].unique()) for t in targets}
@@ -74,12 +77,13 @@ def load(root: str | None = None, size: int = 224, resize: str = "squish", targe
         skipped |= bad
     mean, std = channel_stats(out["train"][0])
     return ImageData(*out["train"], *out["valid"], classes=heads[targets[0]], mean=mean, std=std, heads=heads,
-                     skipped=skipped)
+                     skipped=skipped, root=str(folder))
 
 
 def load_test(root: str | None = None, size: int = 224, resize: str = "squish", strict: bool = False,
               workers: int | None = None, **_) -> tuple[torch.Tensor, list[str]]:
     """The test images (uint8) and their image ids, in sample_submission.csv's order when present."""
+    check_size(size)
     folder = locate(root)
     files = image_files(folder / "test_images") if (folder / "test_images").is_dir() else []
     if not files:

@@ -17,7 +17,15 @@ def resnet(n_in: int, n_out: int, nfs: Sequence[int] = (8, 16, 32, 64, 128, 256)
     28 -> 14 -> 7 -> 4 -> 2 -> 1), flatten, linear, BatchNorm1d."""
     layers = [ResBlock(n_in, nfs[0], stride=1)]
     layers += [ResBlock(a, b, stride=2) for a, b in zip(nfs[:-1], nfs[1:])]
-    return init_weights(nn.Sequential(*layers, *head(nfs[-1], n_out)), zero_init_residual=zero_init_residual)
+    model = init_weights(nn.Sequential(*layers, *head(nfs[-1], n_out)), zero_init_residual=zero_init_residual)
+    model.input_sizes = input_sizes(len(nfs) - 1, reach_1x1=True)
+    return model
+
+
+def input_sizes(n_halvings: int, reach_1x1: bool) -> tuple[int, int | None]:
+    """The image sizes (pixels a side) a stack of stride-2 stages takes: each stage must get at
+    least 2 pixels to halve; a head that flattens needs the last one to come out at 1x1."""
+    return 2 ** (n_halvings - 1) + 1, 2 ** n_halvings if reach_1x1 else None
 
 
 def resnet_k5(n_in: int, n_out: int, nfs: Sequence[int] = (16, 32, 64, 128, 256),
@@ -26,5 +34,7 @@ def resnet_k5(n_in: int, n_out: int, nfs: Sequence[int] = (16, 32, 64, 128, 256)
     average pooling, linear, BatchNorm1d (works at any input size)."""
     layers = [ResBlock(n_in, nfs[0], stride=1, ks=5)]
     layers += [ResBlock(a, b, stride=2) for a, b in zip(nfs[:-1], nfs[1:])]
-    return init_weights(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), *head(nfs[-1], n_out)),
-                        zero_init_residual=zero_init_residual)
+    model = init_weights(nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), *head(nfs[-1], n_out)),
+                         zero_init_residual=zero_init_residual)
+    model.input_sizes = input_sizes(len(nfs) - 1, reach_1x1=False)
+    return model

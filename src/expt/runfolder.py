@@ -1,0 +1,143 @@
+"""A run folder while a command writes into it: one process at a time (a lock file held with flock,
+which the kernel frees however the process ends, SIGKILL included), no stale temporary files of
+writes that a kill cut short, and no folder left behind by a command that wrote nothing of its own.
+Also the one line that a failed write (full disk, read-only folder, a file in the way) becomes."""
+
+import errno
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ExptError
+
+LOCK_NAME = ".expt.lock"
+OURS = {"config.yaml", ".hydra", "expt.log", LOCK_NAME}  # what exists before a command writes results
+
+
+class FolderBusy(ExptError):
+    """Another expt process is writing into the run folder."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temporary files (`.NAME.PID.THREAD.tmp`, checkpoint.atomic_write's) that a process
+    no longer alive left behind; returns them."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        parts = tmp.name.split(".")
+        if len(parts) >= 5 and parts[-3].isdigit() and not _alive(int(parts[-3])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def holds_results(folder: Path) -> bool:
+    """Whether the folder holds anything beyond what Hydra and expt write before a command runs."""
+    return Path(folder).is_dir() and any(p.name not in OURS for p in Path(folder).iterdir())
+
+
+def lock_holder(folder: Path) -> str | None:
+    """The pid written in the folder's lock file while another process holds it, else None."""
+    lock = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)
+
+
+def busy_error(folder: Path, holder: str) -> FolderBusy:
+    return FolderBusy(f"{folder} is in use by another expt process (pid {holder}); wait for it to finish, "
+                      "or pass another hydra.run.dir")
+
+
+def check_free(folder: Path, train: bool) -> None:
+    """Before Hydra writes into an explicitly named run folder (hydra.run.dir=DIR): refuse one that
+    another process holds, and, for training, one that holds a run already (nothing is overwritten)."""
+    folder = Path(folder)
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise busy_error(folder, holder)
+    if train and any((folder / name).exists() for name in ("summary.json", "last.pt", "model.safetensors")):
+        raise ExptError(f"{folder} already holds a run; pass another hydra.run.dir, or resume={folder} to "
+                        "continue it into a new folder")
+
+
+def remove_if_unused(folder: Path) -> None:
+    """Delete a run folder that holds nothing but what Hydra and expt wrote before the command ran
+    (config.yaml, .hydra, the lock, an empty expt.log); a folder with anything else stays as it is."""
+    folder = Path(folder)
+    log = folder / "expt.log"
+    if folder.is_dir() and not holds_results(folder) and not (log.is_file() and log.stat().st_size):
+        shutil.rmtree(folder, ignore_errors=True)
+        for parent in list(folder.resolve().parents)[:3]:  # outputs/runs/<date>/, left empty
+            if parent == Path.cwd() or any(parent.iterdir()):
+                break
+            parent.rmdir()
+
+
+class RunFolder:
+    """`with RunFolder(run_dir):` the command's hold on its run folder: locked for this process,
+    cleared of stale temporary files; if the command fails before writing any result, the folder
+    is removed (a refusal leaves nothing behind)."""
+
+    def __init__(self, path: Path, remove_on_failure: bool = True):
+        self.path = Path(path)
+        self.remove_on_failure = remove_on_failure  # a sweep records a failed job in its folder
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunFolder":
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise busy_error(self.path, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        clean_stale_temps(self.path)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+    def __exit__(self, kind, error, tb) -> None:
+        self.release()
+        if self.remove_on_failure and kind is not None and not issubclass(kind, (KeyboardInterrupt, SystemExit)):
+            remove_if_unused(self.path)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for a failed read or write: what, where, and what to do."""
+    where = e.filename or "a file"
+    if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+        return f"no space left on the disk while writing {where}; free some space, or pass hydra.run.dir=DIR on another disk"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write {where}: {e.strerror.lower()}; pass hydra.run.dir=DIR to a folder you can write "
+                "(or fix its permissions)")
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"cannot create the folder {where}: a file is in the way; remove it or pass another hydra.run.dir"
+    return f"{e.strerror or e} ({where})"
