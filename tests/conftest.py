@@ -1,9 +1,12 @@
 """Shared fixtures: tiny Fashion-MNIST look-alikes in the real IDX format, and a CLI runner."""
 
 import gzip
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,49 @@ def run_expt(args: list[str], cwd: Path, env: dict | None = None, timeout: int =
     """Run the `expt` command in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", "expt.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def expt_in(tmp_path, monkeypatch):
+    """`expt` run inside the test's process, as a user would run it (argv in; exit code, stdout and
+    stderr out), without paying for a fresh interpreter and torch import each time. Runs in
+    tmp_path, with HOME there; `expt_in(args, **env)` sets extra environment variables."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # expt sets it; monkeypatch restores it
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+
+    def run(args: list, **env) -> Result:
+        from expt.cli import main
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        out, err, code = io.StringIO(), io.StringIO(), 0
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+        return Result(code, out.getvalue(), err.getvalue())
+    return run
+
+
+def assert_one_line(result, code: int, *phrases: str) -> str:
+    """The command failed with `code`, printing one line that starts with 'error:', holds every
+    phrase, and no traceback."""
+    assert result.returncode == code, (result.returncode, result.stderr, result.stdout[-2000:])
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    return lines[0]
 
 
 def has_cuda() -> bool:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import FILES, SHARED_DATA, has_cuda, make_fashion_mnist, run_expt
+from conftest import FILES, SHARED_DATA, assert_one_line, has_cuda, make_fashion_mnist, run_expt
 from expt.build import model_from_checkpoint
 from expt.errors import CheckpointError
 
@@ -128,8 +128,9 @@ def test_divergence_stops_with_message(tmp_path, fmnist_dir, isolated_env):
     assert summary["status"] == "diverged" and not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir, isolated_env):
-    common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=4", "data.train_subset=512"]
+    common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=8", "data.train_subset=512"]
     full = run_expt([*common, f"hydra.run.dir={tmp_path / 'full'}"], cwd=tmp_path, env=isolated_env)
     assert full.returncode == 0, full.stderr
 
@@ -150,15 +151,28 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir
     assert resumed.returncode == 0, resumed.stderr
     a = pd.read_csv(tmp_path / "full" / "metrics.csv")
     b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")
-    assert list(b["epoch"]) == [1, 2, 3, 4]
+    assert list(b["epoch"]) == list(range(1, 9))
     assert b["val/loss"].tolist() == pytest.approx(a["val/loss"].tolist(), rel=1e-5)
 
 
-def test_resume_refuses_another_recipe(tmp_path, fmnist_dir, isolated_env):
-    assert train(tmp_path, fmnist_dir, isolated_env, run="first").returncode == 0
-    result = train(tmp_path, fmnist_dir, isolated_env, "arch=resnet", f"resume={tmp_path / 'first'}")
-    assert_user_error(result, "cannot resume", "arch")
-    assert_user_error(train(tmp_path, fmnist_dir, isolated_env, f"resume={tmp_path}"), "nothing to resume")
+def test_resume_refuses_another_recipe(tmp_path, fmnist_dir, expt_in):
+    small = ["debug=fast", f"data.root={fmnist_dir}", "data.train_subset=64", "data.valid_subset=32", "bs=32",
+             "epochs=2"]
+    first = tmp_path / "first"
+    (first / ".hydra").mkdir(parents=True)  # a run that stopped after its first epoch (SIGKILL, power cut)
+    assert expt_in(["train", *small, "epochs=1", f"hydra.run.dir={first}"]).returncode == 0
+    state = torch.load(first / "last.pt", weights_only=True)
+    state["config"] = state["config"].replace('"epochs": 1', '"epochs": 2')
+    torch.save(state, first / "last.pt")
+    (first / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in small))
+    result = expt_in(["train", "arch=resnet", f"resume={first}", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2, "cannot resume", "other arch")
+    result = expt_in(["train", f"resume={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2, "nothing to resume")
+    assert not (tmp_path / "r").exists()
+    result = expt_in(["train", f"resume={first}", "device=cpu", f"hydra.run.dir={tmp_path / 'r'}"])  # not a recipe key
+    assert result.returncode == 0, result.stderr
+    assert list(pd.read_csv(tmp_path / "r" / "metrics.csv")["epoch"]) == [1, 2]
 
 
 @pytest.mark.skipif(not has_cuda(), reason="needs a CUDA GPU")

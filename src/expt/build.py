@@ -187,8 +187,14 @@ def check_optimizer(node: DictConfig) -> None:
 
 
 def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle."""
+    """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle, and
+    nothing of the stored config is imported or called unless all of it names expt's builders."""
     weights, meta = read_checkpoint(path)
+    for group in ("arch", "data"):
+        try:
+            check_node(group, meta["config"][group])
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint {path} is refused: its stored {e}") from None
     arch = OmegaConf.create(meta["config"]["arch"])
     for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
         if key in arch:

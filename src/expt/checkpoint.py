@@ -37,7 +37,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except OSError as e:  # name the file the user knows, not its temporary twin
+            raise type(e)(e.errno, e.strerror, str(path)) from e
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -12,6 +12,7 @@ COMMANDS = {
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
     "predict": "a checkpoint's predictions for its dataset's test images: submission.csv (data=paddy)",
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
+    "data": "get a dataset: `expt data fashion_mnist` (a copy found, Debian's package, or the official files)",
 }
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -28,7 +29,8 @@ def print_usage() -> None:
               "  expt summary arch=timm arch.name=convnext_atto",
               "  expt sweep arch=resnet_k5,resnet seed=1,2,3",
               "  expt predict ckpt=RUN/model.safetensors    # a data=paddy run: submission.csv",
-              "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job"]
+              "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job",
+              "  expt data fashion_mnist         # get the default dataset"]
     print("\n".join(lines))
 
 
@@ -313,6 +315,18 @@ def _predict(cfg, run_dir, console):
 COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta, "summary": _summary, "predict": _predict}
 
 
+def get_data(args: list[str]) -> None:
+    """`expt data fashion_mnist`: make sure a copy exists where `expt train` looks."""
+    if args != ["fashion_mnist"]:
+        fail("usage: expt data fashion_mnist   (Imagenette and Paddy: see the README's Data section)")
+    from .data.fashion_mnist import fetch
+    from .errors import ExptError
+    try:
+        fetch()
+    except ExptError as e:
+        fail(str(e), e.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -325,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
         fail(f"unknown command {command!r}; commands are: {', '.join(COMMANDS)} (expt --help)")
+    if command == "data":
+        return get_data(args)
     if command == "train" and any(a in ("-m", "--multirun") for a in args):
         command = "sweep"  # many trainings: a failing job must not stop the others
     run_command(command, args)

@@ -30,8 +30,9 @@ def recipe(config: dict) -> dict:
     return out
 
 
-def restore(run: Run, cfg: dict, source: str) -> tuple[int, list[dict]]:
-    """Load the training state of an earlier run of the same recipe; returns (epochs done, rows)."""
+def load_resume(source: str, cfg: dict) -> dict:
+    """The training state of an unfinished earlier run of the same recipe (checked before anything
+    is built); stale temporary files of a killed write are cleared from its folder."""
     folder = Path(source).expanduser()
     clean_stale_temps(folder if folder.is_dir() else folder.parent)
     state = load_state(folder)
@@ -43,6 +44,11 @@ def restore(run: Run, cfg: dict, source: str) -> tuple[int, list[dict]]:
     if state["epochs_done"] >= cfg["epochs"]:
         raise CheckpointError(f"{source} finished all {state['epochs_done']} epochs already; nothing to resume "
                               f"(its model: {folder if folder.is_dir() else folder.parent}/model.safetensors)")
+    return state
+
+
+def restore(run: Run, state: dict) -> tuple[int, list[dict]]:
+    """Put a run back where `state` left it; returns (epochs done, metric rows)."""
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["opt"])
     if run.sched is None:  # optimizer.lr=auto: the lr the first run found
@@ -64,9 +70,10 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def train(cfg, run_dir: Path, console: Console) -> dict:
     """Train the composed run; returns the summary (also written to run_dir/summary.json)."""
-    run = build_run(cfg)
     config = resolved(cfg)
-    start_epoch, history = restore(run, config, cfg.resume) if cfg.resume else (0, [])
+    state = load_resume(cfg.resume, config) if cfg.resume else None
+    run = build_run(cfg)
+    start_epoch, history = restore(run, state) if state else (0, [])
     if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder picks the peak lr
         found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
         report(found, run_dir, console)
