@@ -84,6 +84,16 @@ class Result:
     stderr: str
 
 
+def close_log_files() -> None:
+    """Close the run's expt.log that Hydra's logging setup left open (a process would exit here)."""
+    import logging
+    for logger in (logging.getLogger(), *logging.Logger.manager.loggerDict.values()):
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+                handler.close()
+
+
 @pytest.fixture
 def expt_in(tmp_path, monkeypatch):
     """`expt` run inside the test's process, as a user would run it (argv in; exit code, stdout and
@@ -104,6 +114,8 @@ def expt_in(tmp_path, monkeypatch):
                 main([str(a) for a in args])
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
+            finally:
+                close_log_files()
         return Result(code, out.getvalue(), err.getvalue())
     return run
 

@@ -65,10 +65,28 @@ def test_copy_moves_only_pixels_of_the_same_image():
     assert (out != x).flatten(1).any(1).float().mean() > 0.8
 
 
-def test_compose_and_crop_flip():
+def test_compose_applies_in_order_and_crop_flip_is_a_shift_then_a_flip():
     assert compose([]) is None and compose([None]) is None
+
+    class Add(torch.nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
     x = batch()
-    assert crop_flip(pad=1)(x).shape == x.shape
+    assert torch.equal(compose([Add(), None, Double()])(x), (x + 1) * 2)  # in order, None left out
+    torch.manual_seed(0)
+    out = crop_flip(pad=1, p_flip=0.5)(x)
+    kinds = []
+    for o, xi in zip(out, x):
+        moves = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        plain = any(torch.equal(o, shifted(xi, dy, dx, 1)) for dy, dx in moves)
+        flipped = any(torch.equal(o, shifted(xi, dy, dx, 1).flip(2)) for dy, dx in moves)
+        assert plain or flipped, "every image is its input moved by at most 1 pixel, maybe mirrored"
+        kinds.append(flipped and not plain)
+    assert 10 < sum(kinds) < 54  # about half of them flipped
 
 
 def test_augmentation_runs_only_on_training_batches():

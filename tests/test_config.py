@@ -107,9 +107,12 @@ def test_one_cycle_survives_tiny_runs():
     for steps in (1, 2, 3, 4, 5):
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         sched = make("schedule", cfg.schedule)(opt, total_steps=steps)
+        lrs = []
         for _ in range(steps):
+            lrs.append(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
+        assert all(0 < lr <= 0.1 + 1e-12 for lr in lrs), (steps, lrs)  # finite, positive, never past the peak
 
 
 @pytest.mark.parametrize("preset,epochs,augment", [

@@ -304,7 +304,7 @@ def readonly_dir(tmp_path):
         folder.chmod(0o755)
     elif mount_tmpfs(folder, "ro,size=1m"):
         yield folder
-        subprocess.run(["umount", "-l", str(folder)])
+        subprocess.run(["umount", str(folder)])
     else:
         pytest.skip("running as root where no read-only tmpfs can be mounted")
 
@@ -322,7 +322,7 @@ def small_disk(tmp_path):
     if not mount_tmpfs(folder, "size=30m"):
         pytest.skip("no tmpfs can be mounted here (needs root); test_disk_full_injected covers the logic")
     yield folder
-    subprocess.run(["umount", "-l", str(folder)])
+    subprocess.run(["umount", str(folder)])
 
 
 def test_disk_full_stops_the_run_at_the_next_epoch_boundary(tmp_path, fmnist_dir, expt_in, small_disk):

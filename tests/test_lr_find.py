@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_expt
+from conftest import assert_one_line, run_expt
 from expt.build import build_run
 from expt.callbacks.lr_find import LRFinderCB
 from expt.learner import Learner
@@ -143,8 +143,8 @@ def test_train_with_lr_auto(tmp_path, fmnist_dir, isolated_env):
     assert summary["status"] == "ok" and summary["epochs"] == 1
 
 
-def test_bad_lr_find_settings_are_one_line(tmp_path, fmnist_dir, isolated_env):
-    result = run_expt(["lr_find", "debug=fast", f"data.root={fmnist_dir}", "lr_find.suggestion=best",
-                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
-    assert result.returncode == 2 and "lr_find.suggestion='best'" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_lr_find_settings_are_one_line(tmp_path, fmnist_dir, expt_in):
+    result = expt_in(["lr_find", "debug=fast", f"data.root={fmnist_dir}", "lr_find.suggestion=best",
+                      f"hydra.run.dir={tmp_path / 'run'}"])
+    assert_one_line(result, 2, "lr_find.suggestion='best'")
+    assert not (tmp_path / "run").exists()

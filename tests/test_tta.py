@@ -30,7 +30,12 @@ def test_flip_x_shift_preset_is_every_shift_with_and_without_the_flip():
     names = composed(["tta=flip_x_shift"]).tta.names
     shifts = ["shift:1:0", "shift:-1:0", "shift:0:1", "shift:0:-1"]
     assert sorted(names) == sorted(["identity", "hflip", *shifts, *(f"hflip+{s}" for s in shifts)])
-    views(names)  # every name builds
+    x = torch.rand(2, 1, 5, 5)
+    outputs = [view(x) for view in views(names).views]
+    assert all(not torch.equal(a, b) for i, a in enumerate(outputs) for b in outputs[i + 1:])  # ten different views
+    for name, out in zip(names, outputs):
+        source = x.flip(3) if name.startswith("hflip") else x
+        assert torch.equal(out, make_view(name.removeprefix("hflip+").replace("hflip", "identity"))(source))
 
 
 class FlipInvariant(nn.Module):
