@@ -14,3 +14,6 @@ if [ "${1:-}" = "-e" ]; then
 else
   .venv/bin/python -m pip install -q ".[test]"
 fi
+# The default recipe's data: a copy where expt looks, else Debian's dataset-fashion-mnist (apt, as
+# root or through sudo), else the official files with checksums. Without any, `expt train` says how.
+.venv/bin/expt data fashion_mnist || echo "install.sh: no Fashion-MNIST yet (see above); expt train will say how to get it" >&2

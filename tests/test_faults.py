@@ -287,6 +287,11 @@ def test_a_file_in_place_of_the_run_folder(tmp_path, fmnist_dir, expt_in):
     assert_one_line(result, 1, "a file is in the way")
 
 
+def unmount(folder: Path) -> None:
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode:
+        subprocess.run(["umount", "-l", str(folder)])  # still busy: detach it now, free it when closed
+
+
 def mount_tmpfs(folder: Path, options: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     return os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
@@ -304,7 +309,7 @@ def readonly_dir(tmp_path):
         folder.chmod(0o755)
     elif mount_tmpfs(folder, "ro,size=1m"):
         yield folder
-        subprocess.run(["umount", str(folder)])
+        unmount(folder)
     else:
         pytest.skip("running as root where no read-only tmpfs can be mounted")
 
@@ -322,7 +327,7 @@ def small_disk(tmp_path):
     if not mount_tmpfs(folder, "size=30m"):
         pytest.skip("no tmpfs can be mounted here (needs root); test_disk_full_injected covers the logic")
     yield folder
-    subprocess.run(["umount", str(folder)])
+    unmount(folder)
 
 
 def test_disk_full_stops_the_run_at_the_next_epoch_boundary(tmp_path, fmnist_dir, expt_in, small_disk):
