@@ -497,6 +497,18 @@ def test_ctrl_c_stops_a_sweep(tmp_path, isolated_env, fmnist_dir):
     assert table["status"].tolist() == ["interrupted"]
 
 
+def test_stale_temp_files_are_cleared_when_a_command_starts(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process that has ended
+    stale, live = folder / f".model.safetensors.{dead}.1.tmp", folder / f".last.pt.{os.getpid()}.1.tmp"
+    stale.write_bytes(b"")
+    live.write_bytes(b"being written")
+    with RunFolder(folder):
+        assert not stale.exists() and live.exists()  # a live writer's file stays
+
+
 def test_a_lock_held_by_a_killed_process_is_free(tmp_path):
     folder = tmp_path / "run"
     code = f"from expt.runfolder import RunFolder; RunFolder({str(folder)!r}).__enter__(); print('held', flush=True); " \
