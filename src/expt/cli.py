@@ -262,7 +262,7 @@ def run_command(command: str, args: list[str]) -> None:
     except KeyboardInterrupt:
         if command == "sweep" and sweep_dir:
             aggregate_only([sweep_dir], check=False)
-        fail("interrupted" + (f"; run the same sweep again to finish it (finished jobs are skipped)"
+        fail("interrupted" + ("; run the same sweep again to finish it (finished jobs are skipped)"
                               if command == "sweep" else ""), 130)
     if command == "sweep" and "--help" not in args and "--cfg" not in args:
         aggregate_only([sweep_dir])
