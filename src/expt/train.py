@@ -13,8 +13,8 @@ from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
 from .checkpoint import atomic_write, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
-from .runfolder import clean_stale_temps
 from .lr_find import find_lr, report
+from .runfolder import clean_stale_temps
 from .summary import ModelSummary, example_batch, summarize_model
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
@@ -36,7 +36,10 @@ def load_resume(source: str, cfg: dict) -> dict:
     folder = Path(source).expanduser()
     clean_stale_temps(folder if folder.is_dir() else folder.parent)
     state = load_state(folder)
-    before, now = recipe(json.loads(state["config"])), recipe(cfg)
+    try:
+        before, now = recipe(json.loads(state["config"])), recipe(cfg)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"cannot resume from {source}: its stored config is damaged ({e})") from e
     changed = [k for k in MUST_MATCH_ON_RESUME if before[k] != now[k]]
     if changed:
         raise CheckpointError(f"cannot resume from {source}: it was trained with other {', '.join(changed)}; "
