@@ -132,6 +132,15 @@ def assert_one_line(result, code: int, *phrases: str) -> str:
     return lines[0]
 
 
+def start_expt(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    """`expt` started in a fresh process that Ctrl-C reaches: a test runner started in the background
+    by a shell has SIGINT ignored, and its children would inherit that."""
+    import signal
+    return subprocess.Popen([sys.executable, "-m", "expt.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def has_cuda() -> bool:
     return torch.cuda.is_available()
 

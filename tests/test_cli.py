@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import FILES, SHARED_DATA, assert_one_line, has_cuda, make_fashion_mnist, run_expt
+from conftest import FILES, SHARED_DATA, assert_one_line, has_cuda, make_fashion_mnist, run_expt, start_expt
 from expt.build import model_from_checkpoint
 from expt.errors import CheckpointError
 
@@ -127,8 +127,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir
     assert full.returncode == 0, full.stderr
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "expt.cli", *common, f"hydra.run.dir={cut}"], cwd=tmp_path,
-                            env=isolated_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_expt([*common, f"hydra.run.dir={cut}"], tmp_path, isolated_env)
     deadline = time.time() + 120
     while not (cut / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

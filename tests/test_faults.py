@@ -23,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import FILES, assert_one_line, make_fashion_mnist, make_imagenette, write_idx
+from conftest import FILES, assert_one_line, make_fashion_mnist, make_imagenette, start_expt, write_idx
 from expt.build import build_model, model_from_checkpoint
 from expt.checkpoint import FORMAT, save_model
 from expt.errors import CheckpointError
@@ -438,11 +438,6 @@ def test_resuming_a_finished_run_says_so(tmp_path, fmnist_dir, expt_in):
     assert not (tmp_path / "again").exists()
 
 
-def start_training(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "expt.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def wait_for(path_glob, proc: subprocess.Popen, folder: Path, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not list(folder.glob(path_glob)) and proc.poll() is None and time.time() < deadline:
@@ -457,7 +452,7 @@ def test_sigkill_then_resume_alone_from_moved_data(tmp_path, isolated_env, expt_
     data = make_fashion_mnist(tmp_path / "data", n_train=512, n_valid=128)
     common = ["train", "debug=fast", "epochs=8", "data.train_subset=512"]
     cut = tmp_path / "cut"
-    proc = start_training([*common, f"data.root={data}", f"hydra.run.dir={cut}"], tmp_path, isolated_env)
+    proc = start_expt([*common, f"data.root={data}", f"hydra.run.dir={cut}"], tmp_path, isolated_env)
     wait_for("last.pt", proc, cut)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -482,7 +477,7 @@ def test_sigkill_then_resume_alone_from_moved_data(tmp_path, isolated_env, expt_
 @pytest.mark.slow
 def test_ctrl_c_stops_a_sweep(tmp_path, isolated_env, fmnist_dir):
     sweep_dir = tmp_path / "sw"
-    proc = start_training(["sweep", "debug=fast", f"data.root={fmnist_dir}", "epochs=30", "seed=1,2,3",
+    proc = start_expt(["sweep", "debug=fast", f"data.root={fmnist_dir}", "epochs=30", "seed=1,2,3",
                            f"hydra.sweep.dir={sweep_dir}"], tmp_path, isolated_env)
     deadline = time.time() + 120
     while not list(sweep_dir.glob("*/last.pt")) and proc.poll() is None and time.time() < deadline:
