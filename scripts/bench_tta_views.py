@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from expt.build import build_eval
+from expt.rebuild import build_eval
 from expt.tta import accuracy, autocast_for, make_view
 
 PRESETS = ["flip", "flip_shift", "flip_x_shift"]  # the tta group's options, read from conf/tta

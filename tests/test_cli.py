@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 from conftest import FILES, SHARED_DATA, assert_one_line, has_cuda, make_fashion_mnist, run_expt, start_expt
-from expt.build import model_from_checkpoint
+from expt.rebuild import model_from_checkpoint
 from expt.errors import CheckpointError
 
 SUMMARY_KEYS = {"val/acc", "val/loss", "train/loss", "epochs", "seconds", "seconds_per_epoch", "peak_mem_mb",

@@ -135,7 +135,7 @@ def test_nested_builders_are_checked():
 
 
 def test_channels_last_auto_on_cuda_and_cpu_only():
-    from expt.build import memory_format
+    from expt.runtime import memory_format
     assert memory_format("auto", torch.device("cpu")) == torch.channels_last  # 21% faster steps (bench_layout)
     assert memory_format("auto", torch.device("cuda")) == torch.channels_last
     assert memory_format("auto", torch.device("meta")) == torch.contiguous_format

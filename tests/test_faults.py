@@ -24,7 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import FILES, assert_one_line, make_fashion_mnist, make_imagenette, start_expt, write_idx
-from expt.build import build_model, model_from_checkpoint
+from expt.build import build_model
+from expt.rebuild import model_from_checkpoint
 from expt.checkpoint import FORMAT, save_model
 from expt.errors import CheckpointError
 from expt.runfolder import RunFolder, lock_holder, os_error_line

@@ -9,7 +9,7 @@ import pytest
 
 PROBE = """
 import ctypes, sys
-from expt.build import resolve_device
+from expt.runtime import resolve_device
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from conftest import run_expt
-from expt.build import build_model, build_run, model_from_checkpoint
+from expt.build import build_model, build_run
+from expt.rebuild import model_from_checkpoint
 from expt.callbacks import ScheduleCB
 from expt.checkpoint import save_model
 from expt.errors import ConfigError

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from conftest import make_fashion_mnist, run_expt
-from expt.build import build_eval, model_from_checkpoint
+from expt.rebuild import build_eval, model_from_checkpoint
 from expt.checkpoint import read_checkpoint, save_model
 from expt.errors import ExptError
 from expt.tta import make_view, predict, views

@@ -13,7 +13,7 @@ from .tta import autocast_for, predict
 def run_predict(cfg, run_dir: Path, console) -> dict:
     import pandas as pd
 
-    from .build import build_test
+    from .rebuild import build_test
     test = build_test(cfg)
     loader = DeviceLoader(test.x, torch.zeros(len(test.x), dtype=torch.long), cfg.bs * 2, shuffle=False,
                           drop_last=False, device=test.device, channels_last=test.layout == torch.channels_last)

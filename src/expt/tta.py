@@ -161,7 +161,7 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     import json
     from pathlib import Path
 
-    from .build import build_eval
+    from .rebuild import build_eval
     from .checkpoint import atomic_write
     ev = build_eval(cfg, explicit_data)
     console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "

@@ -1,0 +1,134 @@
+"""Checkpoint -> model and the data it was trained on, for `expt tta`, `expt predict` and the Python
+API. A checkpoint is data: its stored config is checked (only expt's builders, every key against
+its builder's signature) before anything of it is imported or called."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from .build import build_model, loader_for, make
+from .checkpoint import read_checkpoint
+from .data import ImageData
+from .data.loaders import DeviceLoader, StreamLoader
+from .errors import CheckpointError, ConfigError
+from .runtime import memory_format, resolve_device, resolve_precision
+from .signature import check_node
+
+
+def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle, and
+    nothing of the stored config is imported or called unless all of it names expt's builders."""
+    weights, meta = read_checkpoint(path)
+    for group in ("arch", "data"):
+        try:
+            check_node(group, meta["config"][group])
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint {path} is refused: its stored {e}") from None
+    arch = OmegaConf.create(meta["config"]["arch"])
+    for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
+        if key in arch:
+            arch[key] = value
+    n_out = sum(len(c) for c in meta["heads"].values()) if "heads" in meta else len(meta["classes"])
+    model = build_model(arch, meta["mean"], meta["std"], n_out, meta.get("input_shape"))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit its stored arch "
+                              f"({str(e).splitlines()[0]})") from e
+    return model.eval(), meta
+
+
+@dataclass
+class EvalRun:
+    """What `expt tta` needs: trained models, the validation split they were trained with, views."""
+
+    paths: list[str]
+    models: list[nn.Module]
+    data: ImageData
+    valid_dl: DeviceLoader | StreamLoader
+    tta: Any  # expt.tta.TTA
+    device: torch.device
+    precision: str
+
+
+def stored_data(meta: dict, cfg: DictConfig) -> DictConfig:
+    """The data node a checkpoint was trained with; data.root from the command line still applies
+    (the data may have moved)."""
+    node = OmegaConf.create(meta["config"]["data"])
+    if cfg.data.get("root"):
+        node.root = cfg.data.root
+    return node
+
+
+def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
+    """Load the checkpoints in `ckpt` (one path or a list) and the data their stored config names.
+
+    `data.root` from the command line still applies (the data may have moved); a `data=` option
+    given explicitly must match what the checkpoints were trained on.
+    """
+    paths = cfg.ckpt if isinstance(cfg.ckpt, (list, tuple)) or OmegaConf.is_list(cfg.ckpt) else [cfg.ckpt]
+    paths = [str(p) for p in paths if p is not None]
+    if not paths:
+        raise ConfigError("expt tta needs ckpt=PATH/model.safetensors (or ckpt=[A,B] for an ensemble)")
+    tta, device = make("tta", cfg.tta), resolve_device(cfg.device)
+    loaded = [model_from_checkpoint(p) for p in paths]
+    first = loaded[0][1]
+    for path, (_, meta) in zip(paths[1:], loaded[1:]):
+        if meta["classes"] != first["classes"] or meta["config"]["data"]["_target_"] != first["config"]["data"]["_target_"]:
+            raise CheckpointError(f"{path} was trained on other data than {paths[0]}; ensemble models of one dataset")
+    stored = stored_data(first, cfg)
+    if explicit_data and cfg.data._target_ != stored._target_:
+        raise CheckpointError(f"{paths[0]} was trained with data {stored._target_}, not {cfg.data._target_}; "
+                              "drop the data= option or pass a checkpoint trained on that data")
+    data = make("data", stored)
+    if (data.classes != first["classes"] or data.heads != first.get("heads", data.heads)
+            or data.n_channels != len(first["mean"])):
+        raise CheckpointError(f"{paths[0]} does not fit this data ({len(first['classes'])} classes, "
+                              f"{len(first['mean'])} channels); pass a checkpoint trained on it")
+    layout = memory_format(cfg.channels_last, device)
+    valid_dl = loader_for(data.valid_x)(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False,
+                                        device=device, channels_last=layout == torch.channels_last)
+    return EvalRun(paths=paths, models=[m.to(device, memory_format=layout) for m, _ in loaded], data=data,
+                   valid_dl=valid_dl, tta=tta, device=device, precision=resolve_precision(cfg.precision, device))
+
+
+@dataclass
+class TestRun:
+    """What `expt predict` needs: one trained model and its dataset's test images."""
+
+    path: str
+    model: nn.Module
+    heads: dict[str, list[str]]
+    x: torch.Tensor  # uint8 test images
+    ids: list[str]
+    tta: Any
+    device: torch.device
+    precision: str
+    layout: torch.memory_format
+
+
+def build_test(cfg: DictConfig) -> TestRun:
+    """The checkpoint in `ckpt` and the test split of the data it was trained on (its `load_test`)."""
+    if cfg.ckpt is None or OmegaConf.is_list(cfg.ckpt):
+        raise ConfigError("expt predict needs one checkpoint: ckpt=PATH/model.safetensors")
+    tta = make("tta", cfg.tta)
+    model, meta = model_from_checkpoint(cfg.ckpt)
+    data = stored_data(meta, cfg)
+    options = OmegaConf.to_container(data, resolve=True)
+    check_node("data", options)  # an expt data builder, so its module is one of expt's
+    module, _, _ = data._target_.rpartition(".")
+    try:
+        load_test = get_object(f"{module}.load_test")
+    except Exception:
+        raise ConfigError(f"{cfg.ckpt} was trained on {module.rsplit('.', 1)[-1]}, which has no test split "
+                          "to predict (data=paddy has one)") from None
+    x, ids = load_test(**{k: v for k, v in options.items() if k != "_target_"})
+    device = resolve_device(cfg.device)
+    layout = memory_format(cfg.channels_last, device)
+    heads = meta.get("heads") or {"label": meta["classes"]}
+    return TestRun(path=str(cfg.ckpt), model=model.to(device, memory_format=layout), heads=heads, x=x, ids=ids,
+                   tta=tta, device=device, precision=resolve_precision(cfg.precision, device), layout=layout)
