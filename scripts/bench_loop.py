@@ -28,6 +28,7 @@ from expt.learner import Learner
 from expt.models.layers import Normalize
 from expt.models.resnet import resnet_k5
 from expt.schedules import one_cycle
+from expt.tasks import Classify
 
 
 def load_images(n_train: int, n_valid: int) -> tuple[torch.Tensor, ...]:
@@ -96,7 +97,7 @@ def main() -> None:
         return model, opt, sched, train_dl, valid_dl
 
     model, opt, sched, train_dl, valid_dl = fresh()
-    callbacks = [MetricsCB(), ProgressCB(Console(quiet=True)), ScheduleCB(sched)]
+    callbacks = [MetricsCB(Classify.of(10)), ProgressCB(Console(quiet=True)), ScheduleCB(sched)]
     if cuda:
         callbacks.append(PrecisionCB("bf16", "cuda"))
     learn = Learner(model, train_dl, valid_dl, nn.CrossEntropyLoss(), opt, callbacks)

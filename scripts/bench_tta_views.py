@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     rows = {(s, avg): [] for s in sets for avg in ("prob", "logit")}
     for ckpt, cfg in zip(args.ckpts, cfgs):
         ev = build_eval(cfg, explicit_data=False)
-        head = next(iter(ev.data.head_sizes.values()))  # the headline target's logits come first
+        head = next(iter(ev.task.sizes.values()))  # the headline target's logits come first
         logits = {n: v[:, :head] for n, v in view_logits(ev, names).items()}
         y = ev.valid_dl.y.view(len(ev.valid_dl.y), -1)[:, 0]
         for s, members in sets.items():

@@ -16,7 +16,8 @@ from expt.rebuild import model_from_checkpoint
 from expt.errors import CheckpointError
 
 SUMMARY_KEYS = {"val/acc", "val/loss", "train/loss", "epochs", "seconds", "seconds_per_epoch", "peak_mem_mb",
-                "params", "mflops", "device", "versions/torch", "versions/expt", "status", "lr"}
+                "params", "mflops", "device", "versions/torch", "versions/expt", "status", "lr", "best/val/acc",
+                "data/root"}
 
 
 def train(tmp_path, fmnist_dir, env, *overrides, run="run"):
@@ -61,6 +62,8 @@ def test_train_end_to_end(tmp_path, fmnist_dir, isolated_env):
     assert {"train/loss", "val/loss", "val/acc"} <= set(metrics.columns)
     summary = json.loads((run / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and summary["status"] == "ok" and summary["epochs"] == 2
+    assert (summary["headline"], summary["higher_is_better"]) == ("val/acc", True)  # the task's, for sweeps
+    assert summary["best/val/acc"] == metrics["val/acc"].max()
     assert summary["val/acc"] == pytest.approx(metrics["val/acc"].iloc[-1])
     assert summary["device"] == "cpu" and summary["params"] == 1_230_436 and summary["mflops"] > 1
     assert metrics["train/loss"].iloc[-1] < metrics["train/loss"].iloc[0] < 3  # it learns

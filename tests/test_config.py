@@ -10,6 +10,7 @@ from expt.build import build_loss, build_model, check_groups, make
 from expt.cli import register_schema
 from expt.data import ImageData
 from expt.errors import ConfigError
+from expt.tasks import task_for
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "expt" / "conf"
 GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "experiment", "debug"]
@@ -52,7 +53,7 @@ def test_option_composes_and_builds(group, option):
     model = build_model(cfg.arch, data.mean, data.std, data.n_classes)
     opt = make("optimizer", cfg.optimizer)(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
-    loss = build_loss(cfg.loss, data.head_sizes)
+    loss = build_loss(cfg.loss, task_for(data))
     augment = make("augment", cfg.augment)
     make("tta", cfg.tta)
     x = torch.rand(4, 1, 28, 28)

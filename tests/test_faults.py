@@ -400,6 +400,7 @@ def test_a_checkpoint_is_only_kept_with_finite_parameters_and_statistics(tmp_pat
     from expt.callbacks import CheckpointCB, MetricsCB
     from expt.learner import Callback, Learner
     from expt.data.loaders import DeviceLoader
+    from expt.tasks import Classify
     torch.manual_seed(0)
     x, y = torch.randint(0, 255, (32, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 2, (32,))
     dl = DeviceLoader(x, y, 16, shuffle=False, drop_last=False, device=torch.device("cpu"))
@@ -411,7 +412,7 @@ def test_a_checkpoint_is_only_kept_with_finite_parameters_and_statistics(tmp_pat
         def after_validate(self, learn):
             if learn.epoch == 1:
                 model[1].running_var.fill_(float("inf"))
-    metrics = MetricsCB()
+    metrics = MetricsCB(Classify.of(2))
     ckpt = CheckpointCB(tmp_path, model, {"config": {}, "classes": ["a", "b"], "mean": [0.5], "std": [0.5],
                                           "versions": {}}, {}, metrics.history)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)

@@ -11,6 +11,7 @@ from expt.augment import RandomResizedCrop
 from expt.data import imagenette, images, paddy
 from expt.data.images import cached_images, load_image
 from expt.errors import DataError
+from expt.tasks import task_for
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_imagenette_load(tmp_path, cache):
 def test_paddy_two_targets_and_split(tmp_path, cache):
     data = paddy.load(root=str(make_paddy(tmp_path / "paddy")), size=16, workers=1)
     assert data.heads == {"label": ["blast", "normal", "tungro"], "variety": ["ADT45", "Ponni"]}
-    assert data.train_y.shape == (19, 2) and data.valid_y.shape == (5, 2) and data.n_outputs == 5
+    assert data.train_y.shape == (19, 2) and data.valid_y.shape == (5, 2) and task_for(data).n_outputs == 5
     again = paddy.load(root=str(tmp_path / "paddy"), size=16, workers=1)
     assert torch.equal(data.valid_y, again.valid_y)  # the split is seeded
     one = paddy.load(root=str(tmp_path / "paddy"), size=16, targets=["label"], workers=1)

@@ -5,6 +5,7 @@ from torch import nn
 from expt.callbacks import MetricsCB, PrecisionCB, ScheduleCB
 from expt.data.loaders import DeviceLoader
 from expt.learner import Callback, CancelBatchException, CancelEpochException, CancelFitException, Learner
+from expt.tasks import Classify
 
 
 def loaders(n=40, bs=16):
@@ -70,7 +71,7 @@ def test_cancel_epoch_and_batch():
 
 
 def test_metrics_accumulate_on_device_and_learning_happens():
-    metrics = MetricsCB()
+    metrics = MetricsCB(Classify.of(2))
     learn = learner([metrics], lr=0.5)
     learn.fit(5)
     assert [row["epoch"] for row in metrics.history] == [1, 2, 3, 4, 5]
@@ -94,7 +95,7 @@ def test_nan_loss_stops_the_fit_before_checkpointing():
             if learn.epoch == 1:
                 with torch.no_grad():
                     learn.model[1].weight.fill_(float("nan"))
-    learn = learner([MetricsCB(), Saver(), Poison()])
+    learn = learner([MetricsCB(Classify.of(2)), Saver(), Poison()])
     learn.fit(4)
     assert saved == [0] and "epoch 2" in learn.stop_reason
 
@@ -109,7 +110,7 @@ def test_schedule_steps_once_per_training_batch():
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains(precision):
-    metrics = MetricsCB()
+    metrics = MetricsCB(Classify.of(2))
     learn = learner([metrics, PrecisionCB(precision, "cpu")], lr=0.5)
     learn.fit(3)
     assert learn.scaler.is_enabled() == (precision == "fp16")

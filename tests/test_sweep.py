@@ -94,6 +94,17 @@ def test_leaderboard_groups_seeds(tmp_path):
     assert "0.9400 ± 0.0141" in (tmp_path / "leaderboard.md").read_text()
 
 
+def test_leaderboard_ranks_by_the_headline_its_jobs_name(tmp_path):
+    """A task whose headline is lower-is-better (a distance) ranks the lowest first."""
+    for arch, value in (("a", 0.30), ("b", 0.10), ("c", 0.20)):
+        fake_job(tmp_path / f"job_{arch}", [f"arch={arch}"], {"status": "ok", "headline": "val/dist",
+                                                               "higher_is_better": False, "val/dist": value})
+    board = leaderboard(collect(tmp_path))
+    assert board["group"].tolist() == ["arch=b", "arch=c", "arch=a"]
+    aggregate(tmp_path, Console(quiet=True))
+    assert "val/dist (mean ± std)" in (tmp_path / "leaderboard.md").read_text()
+
+
 def test_aggregate_of_a_folder_without_jobs(tmp_path):
     result = run_expt(["sweep", "--aggregate", str(tmp_path)], cwd=tmp_path)
     assert result.returncode == 2 and "holds no sweep jobs" in result.stderr

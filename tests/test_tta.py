@@ -8,6 +8,7 @@ from conftest import make_fashion_mnist, run_expt
 from expt.rebuild import build_eval, model_from_checkpoint
 from expt.checkpoint import read_checkpoint, save_model
 from expt.errors import ExptError
+from expt.tasks import Classify
 from expt.tta import make_view, predict, views
 from test_config import composed
 
@@ -50,8 +51,8 @@ class FlipInvariant(nn.Module):
 def test_tta_of_a_flip_invariant_model_equals_the_plain_prediction():
     torch.manual_seed(0)
     x, y = torch.rand(10, 1, 4, 4), torch.zeros(10, dtype=torch.long)
-    plain, averaged = predict(FlipInvariant(), [(x, y)], views(["identity", "hflip"]), torch.autocast("cpu",
-                                                                                                       enabled=False))
+    plain, averaged = predict(FlipInvariant(), [(x, y)], views(["identity", "hflip"]),
+                              torch.autocast("cpu", enabled=False), Classify.of(3))
     assert torch.allclose(plain, averaged, atol=1e-6) and plain.shape == (10, 3)
     assert torch.allclose(plain.sum(1), torch.ones(10))
 

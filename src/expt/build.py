@@ -26,6 +26,7 @@ from .errors import ConfigError, ExptError
 from .models.layers import Normalize
 from .runtime import memory_format, resolve_device, resolve_precision
 from .signature import GROUPS, check_node
+from .tasks import Classify, task_for
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
 
@@ -71,6 +72,7 @@ class Run:
     """Everything a command needs, built from one config."""
 
     data: ImageData
+    task: Classify    # what the targets mean: output size, metrics, headline, checkpoint metadata
     model: nn.Module  # Normalize + body; what checkpoints hold
     net: nn.Module    # what the learner calls: `model`, or its compiled version
     loss: nn.Module
@@ -154,14 +156,12 @@ def check_optimizer(node: DictConfig) -> None:
             raise ConfigError(f"optimizer.{key}={value} must not be negative")
 
 
-def build_loss(node: DictConfig, heads: dict[str, int]) -> nn.Module:
-    """The loss; a partial one (multi_task) is finished with the data's heads."""
+def build_loss(node: DictConfig, task: Classify) -> nn.Module:
+    """The loss; a partial one (multi_task) is finished with the task's heads."""
     loss = make("loss", node)
     if isinstance(loss, functools.partial):
-        loss = loss(heads=heads)
-    if len(heads) > 1 and not hasattr(loss, "components"):
-        raise ConfigError(f"the data has {len(heads)} targets ({', '.join(heads)}): use loss=multi_task, "
-                          "or data.targets=[label] for one")
+        loss = loss(heads=task.sizes)
+    task.check_loss(loss)
     return loss
 
 
@@ -203,8 +203,9 @@ def build_run(cfg: DictConfig) -> Run:
 
     data = make("data", cfg.data)
     check_data(data, cfg.bs)
+    task = task_for(data)
     input_shape = tuple(data.train_x.shape[1:])
-    model = build_model(cfg.arch, data.mean, data.std, data.n_outputs, input_shape)
+    model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
     model = model.to(device, memory_format=layout)
     loader = dict(device=device, channels_last=layout == torch.channels_last, seed=cfg.seed)
     Loader = loader_for(data.train_x)
@@ -214,8 +215,8 @@ def build_run(cfg: DictConfig) -> Run:
     opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
     for group in opt.param_groups:
         group["lr"] *= group["lr_mult"]
-    run = Run(data=data, model=model, net=torch.compile(model) if cfg.compile else model,
-              loss=build_loss(cfg.loss, data.head_sizes).to(device), opt=opt, augment=make("augment", cfg.augment),
+    run = Run(data=data, task=task, model=model, net=torch.compile(model) if cfg.compile else model,
+              loss=build_loss(cfg.loss, task).to(device), opt=opt, augment=make("augment", cfg.augment),
               train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision,
               schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
               lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,

@@ -17,10 +17,8 @@ def run_predict(cfg, run_dir: Path, console) -> dict:
     test = build_test(cfg)
     loader = DeviceLoader(test.x, torch.zeros(len(test.x), dtype=torch.long), cfg.bs * 2, shuffle=False,
                           drop_last=False, device=test.device, channels_last=test.layout == torch.channels_last)
-    sizes = [len(c) for c in test.heads.values()]
-    _, probs = predict(test.model, loader, test.tta, autocast_for(test.precision, test.device), sizes)
-    target, classes = next(iter(test.heads.items()))  # the headline target, as Kaggle scores it
-    labels = [classes[i] for i in probs[:, : sizes[0]].argmax(1).tolist()]
+    _, probs = predict(test.model, loader, test.tta, autocast_for(test.precision, test.device), test.task)
+    target, labels = test.task.labels(probs)  # the headline target, as Kaggle scores it
     out = Path(test.path).parent / "submission.csv"
     frame = pd.DataFrame({"image_id": test.ids, target: labels})
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))

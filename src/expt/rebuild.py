@@ -17,6 +17,7 @@ from .data.loaders import DeviceLoader, StreamLoader
 from .errors import CheckpointError, ConfigError
 from .runtime import memory_format, resolve_device, resolve_precision
 from .signature import check_node
+from .tasks import Classify, task_from_meta
 
 
 def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
@@ -32,8 +33,7 @@ def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
     for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
         if key in arch:
             arch[key] = value
-    n_out = sum(len(c) for c in meta["heads"].values()) if "heads" in meta else len(meta["classes"])
-    model = build_model(arch, meta["mean"], meta["std"], n_out, meta.get("input_shape"))
+    model = build_model(arch, meta["mean"], meta["std"], task_from_meta(meta).n_outputs, meta.get("input_shape"))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -48,6 +48,7 @@ class EvalRun:
 
     paths: list[str]
     models: list[nn.Module]
+    task: Classify
     data: ImageData
     valid_dl: DeviceLoader | StreamLoader
     tta: Any  # expt.tta.TTA
@@ -92,8 +93,9 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     layout = memory_format(cfg.channels_last, device)
     valid_dl = loader_for(data.valid_x)(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False,
                                         device=device, channels_last=layout == torch.channels_last)
-    return EvalRun(paths=paths, models=[m.to(device, memory_format=layout) for m, _ in loaded], data=data,
-                   valid_dl=valid_dl, tta=tta, device=device, precision=resolve_precision(cfg.precision, device))
+    return EvalRun(paths=paths, models=[m.to(device, memory_format=layout) for m, _ in loaded],
+                   task=task_from_meta(first), data=data, valid_dl=valid_dl, tta=tta, device=device,
+                   precision=resolve_precision(cfg.precision, device))
 
 
 @dataclass
@@ -102,7 +104,7 @@ class TestRun:
 
     path: str
     model: nn.Module
-    heads: dict[str, list[str]]
+    task: Classify
     x: torch.Tensor  # uint8 test images
     ids: list[str]
     tta: Any
@@ -129,6 +131,6 @@ def build_test(cfg: DictConfig) -> TestRun:
     x, ids = load_test(**{k: v for k, v in options.items() if k != "_target_"})
     device = resolve_device(cfg.device)
     layout = memory_format(cfg.channels_last, device)
-    heads = meta.get("heads") or {"label": meta["classes"]}
-    return TestRun(path=str(cfg.ckpt), model=model.to(device, memory_format=layout), heads=heads, x=x, ids=ids,
-                   tta=tta, device=device, precision=resolve_precision(cfg.precision, device), layout=layout)
+    return TestRun(path=str(cfg.ckpt), model=model.to(device, memory_format=layout), task=task_from_meta(meta),
+                   x=x, ids=ids, tta=tta, device=device, precision=resolve_precision(cfg.precision, device),
+                   layout=layout)

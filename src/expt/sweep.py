@@ -15,8 +15,9 @@ import yaml
 from .checkpoint import atomic_write
 from .plots import png
 
-HEADLINE = "val/acc"
-METRICS = ["val/acc", "best/val/acc", "val/loss", "train/loss", "seconds", "peak_mem_mb", "params", "mflops"]
+DEFAULT_HEADLINE = ("val/acc", True)  # for summaries that name none (jobs that failed before training)
+COSTS = ["val/loss", "train/loss", "seconds", "peak_mem_mb", "params", "mflops"]
+NOT_FACTORS = {"job", "status", "error", "headline", "higher_is_better", *COSTS}
 NOT_A_FACTOR = {"seed"}  # jobs that differ only in these form one group of the leaderboard
 
 
@@ -37,7 +38,7 @@ def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
     done = finished(run_dir, config_text)
     if done is not None:
         console.print(f"[dim]skipping {run_dir.name}: already finished[/]")
-        return done.get(HEADLINE, math.nan)
+        return done.get(done.get("headline", DEFAULT_HEADLINE[0]), math.nan)
     try:
         with RunFolder(run_dir, remove_on_failure=False):
             (run_dir / "config.yaml").write_text(config_text)
@@ -55,7 +56,7 @@ def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
         console.print(f"[bold red]job {run_dir.name} failed:[/] {summary['error']}")
     if summary.get("status") == "interrupted":
         raise KeyboardInterrupt  # Ctrl-C stopped this job's training: stop the sweep, not just the job
-    value = summary.get(HEADLINE)
+    value = summary.get(summary.get("headline", DEFAULT_HEADLINE[0]))
     return value if summary.get("status") == "ok" and value is not None else math.nan
 
 
@@ -71,28 +72,40 @@ def collect(sweep_dir: Path):
             row[key.lstrip("+~")] = value
         summary_file = job / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {"status": "incomplete"}
-        row |= {m: summary.get(m) for m in METRICS}
+        name = summary.get("headline", DEFAULT_HEADLINE[0])  # the task's headline metric (val/acc, ...)
+        row |= {"headline": summary.get("headline"), "higher_is_better": summary.get("higher_is_better")}
+        row |= {m: summary.get(m) for m in (name, f"best/{name}", *COSTS)}
         row |= {"status": summary.get("status"), "error": summary.get("error", "")}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def headline(table) -> tuple[str, bool]:
+    """The metric the jobs rank by and whether higher is better, as their summaries name it (the
+    task's: val/acc for classification)."""
+    named = table[table["headline"].notna()] if "headline" in table else table.iloc[:0]
+    if named.empty:
+        return DEFAULT_HEADLINE
+    return str(named["headline"].iloc[0]), bool(named["higher_is_better"].iloc[0])
 
 
 def leaderboard(table):
     """Jobs grouped by the overrides that vary across the sweep, but the seed: n, mean and std of
     the headline metric and the mean cost, sorted best first. Failed jobs count in `failed`, not in
     the statistics."""
-    columns = [c for c in table.columns if c not in {"job", "status", "error", *METRICS, *NOT_A_FACTOR}]
+    name, higher_is_better = headline(table)
+    columns = [c for c in table.columns if c not in {*NOT_FACTORS, name, f"best/{name}", *NOT_A_FACTOR}]
     factors = [c for c in columns if table[c].astype(str).nunique() > 1]
     labels = table[factors].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     table = table.assign(group=labels if factors else "all")
     ok = table[table["status"] == "ok"]
-    stats = ok.groupby("group").agg(n=(HEADLINE, "size"), mean=(HEADLINE, "mean"), std=(HEADLINE, "std"),
+    stats = ok.groupby("group").agg(n=(name, "size"), mean=(name, "mean"), std=(name, "std"),
                                     seconds=("seconds", "mean"), peak_mem_mb=("peak_mem_mb", "mean"),
                                     params=("params", "first"))
     failed = table[table["status"] != "ok"].groupby("group").size().rename("failed")
     board = stats.join(failed, how="outer").fillna({"n": 0, "failed": 0})
     board[["n", "failed"]] = board[["n", "failed"]].astype(int)
-    return board.sort_values("mean", ascending=False, na_position="last").reset_index()
+    return board.sort_values("mean", ascending=not higher_is_better, na_position="last").reset_index()
 
 
 def missing(value) -> bool:
@@ -105,10 +118,10 @@ def fmt_stat(mean, std, n) -> str:
     return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
 
 
-def render(board, console, title: str) -> str:
+def render(board, console, title: str, metric: str = DEFAULT_HEADLINE[0]) -> str:
     """Print the leaderboard as a rich table; return it as markdown."""
     from rich.table import Table
-    columns = ["group", "n", f"{HEADLINE} (mean ± std)", "seconds", "peak MB", "params", "failed"]
+    columns = ["group", "n", f"{metric} (mean ± std)", "seconds", "peak MB", "params", "failed"]
     table = Table(title=title)
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i == 0 else "right")
@@ -124,7 +137,7 @@ def render(board, console, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(board, path: Path) -> None:
+def plot(board, path: Path, metric: str = DEFAULT_HEADLINE[0]) -> None:
     """Headline metric against fit time, marker size by peak memory, one label per group."""
     ok = board.dropna(subset=["mean", "seconds"])
     with png(path, figsize=(7, 5)) as ax:
@@ -133,7 +146,7 @@ def plot(board, path: Path) -> None:
             ax.scatter(ok["seconds"], ok["mean"], s=30 + 300 * mem / max(mem.max(), 1), alpha=0.6)
             for r in ok.itertuples():
                 ax.annotate(r.group, (r.seconds, r.mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
-        ax.set(xlabel="fit time (s)", ylabel=f"{HEADLINE} (mean over seeds)", title="sweep: marker size = peak memory")
+        ax.set(xlabel="fit time (s)", ylabel=f"{metric} (mean over seeds)", title="sweep: marker size = peak memory")
 
 
 def aggregate(sweep_dir: Path, console) -> dict:
@@ -147,8 +160,9 @@ def aggregate(sweep_dir: Path, console) -> dict:
     board = leaderboard(table)
     ok = int((table["status"] == "ok").sum())
     title = f"sweep {sweep_dir}: {ok} of {len(table)} jobs ok"
-    markdown = render(board, console, title)
+    metric = headline(table)[0]
+    markdown = render(board, console, title, metric)
     atomic_write(sweep_dir / "leaderboard.md", lambda tmp: tmp.write_text(markdown))
-    plot(board, sweep_dir / "sweep.png")
+    plot(board, sweep_dir / "sweep.png", metric)
     console.print(f"wrote {sweep_dir / 'sweep.csv'}, leaderboard.md, sweep.png")
     return {"jobs": len(table), "ok": ok}

@@ -81,10 +81,10 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
         found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
         report(found, run_dir, console)
         run.start_schedule(found.lr)
-    meta = {"config": config, "classes": run.data.classes, "mean": run.model.norm.mean.flatten().tolist(),
+    meta = {"config": config, **run.task.meta(), "mean": run.model.norm.mean.flatten().tolist(),
             "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
-            "heads": run.data.heads, "versions": versions()}
-    metrics = MetricsCB(history, heads=run.data.head_sizes)
+            "versions": versions()}
+    metrics = MetricsCB(run.task, history)
     checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
                               metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
     callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
@@ -115,6 +115,11 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     return summary
 
 
+def best(history: list[dict], metric: str, higher_is_better: bool):
+    values = [row[metric] for row in history]
+    return (max if higher_is_better else min)(values) if values else None
+
+
 def summarize(history: list[dict], start_epoch: int, seconds: float, status: str, run: Run,
               size: ModelSummary) -> dict:
     last = history[-1] if history else {}
@@ -122,7 +127,8 @@ def summarize(history: list[dict], start_epoch: int, seconds: float, status: str
     summary = {
         "status": status,
         **{k: v for k, v in last.items() if k.startswith(("val/", "train/"))},
-        "best/val/acc": max((row["val/acc"] for row in history), default=None),
+        "headline": run.task.headline, "higher_is_better": run.task.higher_is_better,
+        f"best/{run.task.headline}": best(history, run.task.headline, run.task.higher_is_better),
         "epochs": len(history), "seconds": seconds,
         "seconds_per_epoch": seconds / epochs_run if epochs_run > 0 else None,
         "peak_mem_mb": peak_memory_mb(run.device), "params": size.params, "mflops": size.mflops,

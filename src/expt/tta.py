@@ -64,25 +64,19 @@ def views(names: Sequence[str] = ("identity", "hflip"), average: str = "prob") -
     return TTA(list(names), [make_view(n) for n in names], average)
 
 
-def softmax_per_head(logits: torch.Tensor, sizes: list[int] | None) -> torch.Tensor:
-    """Class probabilities of each target head (its logits side by side in the last dimension)."""
-    if not sizes or len(sizes) == 1:
-        return logits.softmax(-1)
-    return torch.cat([part.softmax(-1) for part in logits.split(sizes, -1)], -1)
-
-
 @torch.no_grad()
-def predict(model: nn.Module, batches, tta: TTA, autocast, sizes: list[int] | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(plain, tta) class probabilities for every image of `batches`, per head, on the model's device."""
+def predict(model: nn.Module, batches, tta: TTA, autocast, task) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain, tta) outputs in the task's averaging space (classification: class probabilities per
+    head) for every image of `batches`, on the model's device. tta.average=logit averages the raw
+    outputs first."""
     plain, averaged = [], []
     for xb, *_ in batches:
         with autocast:
-            logits = torch.stack([model(view(xb)).float() for view in tta.views])
-            identity = logits[tta.names.index("identity")] if "identity" in tta.names else model(xb).float()
-        plain.append(softmax_per_head(identity, sizes))
-        mean = (softmax_per_head(logits, sizes).mean(0) if tta.average == "prob"
-                else softmax_per_head(logits.mean(0), sizes))
+            outputs = torch.stack([model(view(xb)).float() for view in tta.views])
+            identity = outputs[tta.names.index("identity")] if "identity" in tta.names else model(xb).float()
+        plain.append(task.average_space(identity))
+        mean = (task.average_space(outputs).mean(0) if tta.average == "prob"
+                else task.average_space(outputs.mean(0)))
         averaged.append(mean)
     return torch.cat(plain), torch.cat(averaged)
 
@@ -105,20 +99,20 @@ def autocast_for(precision: str, device: torch.device):
 
 def evaluate(ev) -> dict:
     """Each checkpoint of an EvalRun without and with TTA, their average, each head, each class."""
-    sizes = list(ev.data.head_sizes.values())
+    sizes = list(ev.task.sizes.values())
     y = ev.valid_dl.y.view(len(ev.valid_dl.y), -1)
     targets, head = y[:, 0], sizes[0]  # the headline target and its logits
     autocast = autocast_for(ev.precision, ev.device)
     plain_sum = tta_sum = 0
     models = []
     for path, model in zip(ev.paths, ev.models):
-        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, sizes)
+        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, ev.task)
         plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
         models.append({"ckpt": path, "acc": accuracy(plain[:, :head], targets),
                        "tta_acc": accuracy(averaged[:, :head], targets)})
     plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
     heads = {name: {"acc": accuracy(p, y[:, i]), "tta_acc": accuracy(a, y[:, i])}
-             for i, (name, p, a) in enumerate(zip(ev.data.heads, plain.split(sizes, -1), averaged.split(sizes, -1)))}
+             for i, (name, p, a) in enumerate(zip(ev.task.heads, plain.split(sizes, -1), averaged.split(sizes, -1)))}
     plain, averaged = plain[:, :head], averaged[:, :head]
     n = len(ev.data.classes)
     per_class = {name: {"acc": a, "tta_acc": b} for name, a, b in zip(
@@ -167,7 +161,7 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
                   f"({ev.tta.average} average), {len(ev.valid_dl.y):,} validation images, {ev.device} {ev.precision}")
     result = evaluate(ev)
-    console.print(table(result, next(iter(ev.data.heads))))
+    console.print(table(result, next(iter(ev.task.heads))))
     out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     console.print(f"wrote {out}")

@@ -10,17 +10,16 @@ from ..learner import Callback, CancelFitException
 
 class MetricsCB(Callback):
     """Builds `learn.row` after each epoch and appends it to `self.history`: epoch, train/loss,
-    val/loss, val/acc (of the headline target), val/error_rate, lr, seconds; with several target
-    heads also each head's train and val loss and val accuracy. Stops the fit when the training
-    loss is NaN or infinite, before later callbacks (checkpointing) see the epoch."""
+    val/loss, the task's metric columns (classification: val/acc and val/error_rate of the
+    headline target, and each head's losses and accuracy), lr, seconds. Stops the fit when the
+    training loss is NaN or infinite, before later callbacks (checkpointing) see the epoch."""
 
     order = -5
     check_every = 50  # batches between NaN checks during training (each check syncs the host)
 
-    def __init__(self, history: list[dict] | None = None, heads: dict[str, int] | None = None):
+    def __init__(self, task, history: list[dict] | None = None):
+        self.task = task
         self.history = list(history or [])
-        self.heads = heads or {}
-        self.multi = len(self.heads) > 1
 
     def before_fit(self, learn) -> None:
         learn.stop_reason = None
@@ -43,15 +42,8 @@ class MetricsCB(Callback):
     def after_loss(self, learn) -> None:
         n = len(learn.yb)
         self._add("loss", learn.loss.detach().float() * n)
-        if self.multi:
-            for name, loss in learn.loss_func.components.items():
-                self._add(f"{name}_loss", loss.float() * n)
-        if not learn.training:
-            if self.multi:
-                for i, (name, logits) in enumerate(zip(self.heads, learn.preds.split(list(self.heads.values()), 1))):
-                    self._add(f"{name}_correct", (logits.argmax(1) == learn.yb[:, i]).sum())
-            else:
-                self._add("correct", (learn.preds.argmax(1) == learn.yb).sum())
+        for name, value in self.task.batch_sums(learn.preds, learn.yb, learn.loss_func, learn.training).items():
+            self._add(name, value)
         self.count += n
         if learn.training and learn.iter % self.check_every == self.check_every - 1:
             self._check_finite(learn)
@@ -74,13 +66,7 @@ class MetricsCB(Callback):
         self.valid = self._means()
 
     def after_epoch(self, learn) -> None:
-        first = next(iter(self.heads), None)
-        acc = self.valid[f"{first}_correct"] if self.multi else self.valid["correct"]
         row = {"epoch": learn.epoch + 1, "train/loss": self.train["loss"], "val/loss": self.valid["loss"],
-               "val/acc": acc, "val/error_rate": 1 - acc}
-        if self.multi:
-            for name in self.heads:
-                row |= {f"train/{name}_loss": self.train[f"{name}_loss"], f"val/{name}_loss": self.valid[f"{name}_loss"],
-                        f"val/{name}_acc": self.valid[f"{name}_correct"]}
+               **self.task.epoch_metrics(self.train, self.valid)}
         learn.row = row | {"lr": learn.opt.param_groups[-1]["lr"], "seconds": time.perf_counter() - self.start}
         self.history.append(learn.row)

@@ -36,14 +36,6 @@ class ImageData:
     def n_classes(self) -> int:
         return len(self.classes)
 
-    @property
-    def head_sizes(self) -> dict[str, int]:
-        return {name: len(classes) for name, classes in self.heads.items()}
-
-    @property
-    def n_outputs(self) -> int:
-        """The model's outputs: one logit per class of every target, side by side."""
-        return sum(self.head_sizes.values())
 
 
 def channel_stats(x, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:

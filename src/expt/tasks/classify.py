@@ -1,0 +1,82 @@
+"""Classification: y holds class indices, (N,) for one target or (N, targets) for several, whose
+logits sit side by side in the model's output (one head per target on a shared body)."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass
+class Classify:
+    heads: dict[str, list[str]]  # target -> its class names; the first target is the headline
+    headline: str = "val/acc"    # the metric that "best", sweeps and leaderboards rank by
+    higher_is_better: bool = True
+
+    @classmethod
+    def of(cls, n_classes: int) -> "Classify":
+        """One target of n classes named by their indices (for code that has no class names)."""
+        return cls({"label": [str(i) for i in range(n_classes)]})
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: len(classes) for name, classes in self.heads.items()}
+
+    @property
+    def n_outputs(self) -> int:
+        """One logit per class of every target."""
+        return sum(self.sizes.values())
+
+    @property
+    def multi(self) -> bool:
+        return len(self.heads) > 1
+
+    def check_loss(self, loss: nn.Module) -> None:
+        if self.multi and not hasattr(loss, "components"):
+            raise ConfigError(f"the data has {len(self.heads)} targets ({', '.join(self.heads)}): use "
+                              "loss=multi_task, or data.targets=[label] for one")
+
+    def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
+        """What one batch adds to the epoch's sums (on the device; the loss itself is summed by
+        MetricsCB): each head's loss, and on validation batches the correct predictions."""
+        n = len(y)
+        sums = {f"{name}_loss": part.float() * n for name, part in loss.components.items()} if self.multi else {}
+        if not training:
+            if self.multi:
+                for i, (name, logits) in enumerate(zip(self.heads, preds.split(list(self.sizes.values()), 1))):
+                    sums[f"{name}_correct"] = (logits.argmax(1) == y[:, i]).sum()
+            else:
+                sums["correct"] = (preds.argmax(1) == y).sum()
+        return sums
+
+    def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
+        """An epoch's metric columns from the means of batch_sums: val/acc and val/error_rate of the
+        headline target, then each head's losses and accuracy."""
+        acc = valid[f"{next(iter(self.heads))}_correct"] if self.multi else valid["correct"]
+        row = {"val/acc": acc, "val/error_rate": 1 - acc}
+        if self.multi:
+            for name in self.heads:
+                row |= {f"train/{name}_loss": train[f"{name}_loss"], f"val/{name}_loss": valid[f"{name}_loss"],
+                        f"val/{name}_acc": valid[f"{name}_correct"]}
+        return row
+
+    def average_space(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of each head: the space in which TTA views and ensembles average."""
+        if not self.multi:
+            return logits.softmax(-1)
+        return torch.cat([part.softmax(-1) for part in logits.split(list(self.sizes.values()), -1)], -1)
+
+    def labels(self, probs: torch.Tensor) -> tuple[str, list[str]]:
+        """The headline target and its predicted class names (what `expt predict` writes)."""
+        target, classes = next(iter(self.heads.items()))
+        return target, [classes[i] for i in probs[:, : len(classes)].argmax(1).tolist()]
+
+    def meta(self) -> dict:
+        """What a checkpoint stores to rebuild the task."""
+        return {"classes": self.heads[next(iter(self.heads))], "heads": self.heads}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Classify":
+        return cls(meta.get("heads") or {"label": meta["classes"]})
