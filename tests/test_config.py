@@ -45,23 +45,35 @@ def test_every_group_has_options():
     assert {"flip", "flip_shift"} <= set(options("tta"))
 
 
+RESTORE = {("arch", "unet"), ("loss", "l1"), ("loss", "mse"), ("data", "pets")}  # options for image targets
+
+
+def tiny_restore_data() -> ImageData:
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    return ImageData(x, x, x, x, classes=[], mean=(0.4,) * 3, std=(0.3,) * 3, task="restore")
+
+
 @pytest.mark.parametrize("group,option", ALL, ids=[f"{g}={o}" for g, o in ALL])
 def test_option_composes_and_builds(group, option):
-    cfg = composed([f"{group}={option}"])
+    restore = (group, option) in RESTORE
+    pair = {"arch": "unet", "loss": "l1"} if restore else {}
+    cfg = composed([f"{g}={o}" for g, o in pair.items() if g != group] + [f"{group}={option}"])
     check_groups(cfg)
-    data = tiny_data()
-    model = build_model(cfg.arch, data.mean, data.std, data.n_classes)
+    data = tiny_restore_data() if restore else tiny_data()
+    task = task_for(data)
+    model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, tuple(data.train_x.shape[1:]))
     opt = make("optimizer", cfg.optimizer)(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
-    loss = build_loss(cfg.loss, task_for(data))
+    loss = build_loss(cfg.loss, task)
     augment = make("augment", cfg.augment)
     make("tta", cfg.tta)
-    x = torch.rand(4, 1, 28, 28)
+    x = data.train_x.float() / 255
     out = model(augment(x) if augment is not None else x)
-    loss(out, torch.arange(4)).backward()
+    target = x if restore else torch.arange(4)
+    loss(out, target).backward()
     opt.step()
     sched.step()
-    assert out.shape == (4, 10)
+    assert out.shape == ((4, 3, 32, 32) if restore else (4, 10))
 
 
 def test_default_is_the_course_recipe():

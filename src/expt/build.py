@@ -26,7 +26,7 @@ from .errors import ConfigError, ExptError
 from .models.layers import Normalize
 from .runtime import memory_format, resolve_device, resolve_precision
 from .signature import GROUPS, check_node
-from .tasks import Classify, task_for
+from .tasks import Task, task_for
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
 
@@ -72,7 +72,7 @@ class Run:
     """Everything a command needs, built from one config."""
 
     data: ImageData
-    task: Classify    # what the targets mean: output size, metrics, headline, checkpoint metadata
+    task: Task        # what the targets mean: output size, metrics, headline, checkpoint metadata
     model: nn.Module  # Normalize + body; what checkpoints hold
     net: nn.Module    # what the learner calls: `model`, or its compiled version
     loss: nn.Module
@@ -104,7 +104,7 @@ class Run:
         """The callbacks that shape every training step of this run: mixed precision, augmentation."""
         from .callbacks import AugmentCB, PrecisionCB
         callbacks = [PrecisionCB(self.precision, self.device.type)] if self.precision != "fp32" else []
-        return callbacks + ([AugmentCB(self.augment)] if self.augment is not None else [])
+        return callbacks + ([AugmentCB(self.augment, self.task.paired)] if self.augment is not None else [])
 
     def fit_callbacks(self) -> list:
         """step_callbacks plus those that change what is trained over the epochs (fine-tuning)."""
@@ -138,15 +138,13 @@ def check_input_size(body: nn.Module, input_shape: Sequence[int]) -> None:
                           "change data.size (or the arch: resnet_k5 takes any size from 9)")
 
 
-def check_data(data: ImageData, bs: int) -> None:
-    """Refuse data that cannot train: fewer images than one batch, or a single class."""
+def check_data(data: ImageData, task, bs: int) -> None:
+    """Refuse data that cannot train: fewer images than one batch, or what the task refuses (a
+    classifier's single class)."""
     if len(data.train_x) < bs:
         raise ConfigError(f"the data has {len(data.train_x)} training images, fewer than one batch (bs={bs}); "
                           "lower bs or use more images")
-    labels = data.train_y if data.train_y.ndim == 1 else data.train_y[:, 0]
-    if len(data.classes) < 2 or len(labels.unique()) < 2:
-        raise ConfigError(f"the training images all have one class ({data.classes[int(labels[0])]}); a classifier "
-                          "needs at least two (check the data, or data.train_subset)")
+    task.check_data(data)
 
 
 def check_optimizer(node: DictConfig) -> None:
@@ -156,7 +154,7 @@ def check_optimizer(node: DictConfig) -> None:
             raise ConfigError(f"optimizer.{key}={value} must not be negative")
 
 
-def build_loss(node: DictConfig, task: Classify) -> nn.Module:
+def build_loss(node: DictConfig, task: Task) -> nn.Module:
     """The loss; a partial one (multi_task) is finished with the task's heads."""
     loss = make("loss", node)
     if isinstance(loss, functools.partial):
@@ -202,8 +200,8 @@ def build_run(cfg: DictConfig) -> Run:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
     data = make("data", cfg.data)
-    check_data(data, cfg.bs)
     task = task_for(data)
+    check_data(data, task, cfg.bs)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
     model = model.to(device, memory_format=layout)

@@ -15,7 +15,7 @@ from torch import nn
 from .errors import CheckpointError
 
 FORMAT = "expt-checkpoint/1"
-META_KEYS = ("config", "classes", "mean", "std", "versions")  # required; "input_shape" is optional
+META_KEYS = ("config", "mean", "std", "versions")  # required; the task's keys and "input_shape" too
 STATE_KEYS = ("epochs_done", "history", "model", "opt", "torch_rng", "config", "sched", "train_dl")
 
 
@@ -124,8 +124,13 @@ def meta_problem(meta: dict) -> str | None:
         return "its config lacks the arch and data nodes"
     if any("${" in s for s in _strings(config)):
         return "its config holds an interpolation; expt stores resolved configs"
-    if not _is_list_of(meta["classes"], str) or not meta["classes"]:
+    task = meta.get("task", "classify")  # checkpoints from before tasks are classifiers
+    if task == "classify" and (not _is_list_of(meta.get("classes"), str) or not meta["classes"]):
         return "classes is not a list of names"
+    if task == "restore" and meta.get("channels") not in (1, 3):
+        return "channels is not 1 or 3"
+    if task not in ("classify", "restore"):
+        return f"task {task!r} is not one of classify, restore"
     if not (_is_list_of(meta["mean"], (int, float)) and _is_list_of(meta["std"], (int, float))
             and 1 <= len(meta["mean"]) == len(meta["std"])):
         return "mean and std are not lists of one number per channel"

@@ -17,7 +17,7 @@ from .data.loaders import DeviceLoader, StreamLoader
 from .errors import CheckpointError, ConfigError
 from .runtime import memory_format, resolve_device, resolve_precision
 from .signature import check_node
-from .tasks import Classify, task_from_meta
+from .tasks import Task, task_from_meta
 
 
 def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
@@ -48,7 +48,7 @@ class EvalRun:
 
     paths: list[str]
     models: list[nn.Module]
-    task: Classify
+    task: Task
     data: ImageData
     valid_dl: DeviceLoader | StreamLoader
     tta: Any  # expt.tta.TTA
@@ -79,16 +79,17 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     loaded = [model_from_checkpoint(p) for p in paths]
     first = loaded[0][1]
     for path, (_, meta) in zip(paths[1:], loaded[1:]):
-        if meta["classes"] != first["classes"] or meta["config"]["data"]["_target_"] != first["config"]["data"]["_target_"]:
+        if (meta.get("classes") != first.get("classes")
+                or meta["config"]["data"]["_target_"] != first["config"]["data"]["_target_"]):
             raise CheckpointError(f"{path} was trained on other data than {paths[0]}; ensemble models of one dataset")
     stored = stored_data(first, cfg)
     if explicit_data and cfg.data._target_ != stored._target_:
         raise CheckpointError(f"{paths[0]} was trained with data {stored._target_}, not {cfg.data._target_}; "
                               "drop the data= option or pass a checkpoint trained on that data")
     data = make("data", stored)
-    if (data.classes != first["classes"] or data.heads != first.get("heads", data.heads)
+    if (data.classes != first.get("classes", data.classes) or data.heads != first.get("heads", data.heads)
             or data.n_channels != len(first["mean"])):
-        raise CheckpointError(f"{paths[0]} does not fit this data ({len(first['classes'])} classes, "
+        raise CheckpointError(f"{paths[0]} does not fit this data ({len(first.get('classes', []))} classes, "
                               f"{len(first['mean'])} channels); pass a checkpoint trained on it")
     layout = memory_format(cfg.channels_last, device)
     valid_dl = loader_for(data.valid_x)(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False,
@@ -104,7 +105,7 @@ class TestRun:
 
     path: str
     model: nn.Module
-    task: Classify
+    task: Task
     x: torch.Tensor  # uint8 test images
     ids: list[str]
     tta: Any

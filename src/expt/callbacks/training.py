@@ -18,15 +18,22 @@ class ScheduleCB(Callback):
 
 
 class AugmentCB(Callback):
-    """Applies a batch transform on the device to training batches only."""
+    """Applies a batch transform on the device to training batches only. `paired`: the targets are
+    images of the same size, moved by the same crop and flip (input and target channels are
+    transformed as one image, then split)."""
 
     order = -10  # before anything looks at the batch
 
-    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor]):
-        self.transform = transform
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor], paired: bool = False):
+        self.transform, self.paired = transform, paired
 
     def before_batch(self, learn) -> None:
-        if learn.training:
+        if not learn.training:
+            return
+        if self.paired:
+            both = self.transform(torch.cat([learn.xb, learn.yb], 1))
+            learn.xb, learn.yb = both.split([learn.xb.shape[1], learn.yb.shape[1]], 1)
+        else:
             learn.xb = self.transform(learn.xb)
 
 

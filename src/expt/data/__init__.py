@@ -11,7 +11,8 @@ from ..errors import DataError
 
 @dataclass
 class ImageData:
-    """A classification dataset held as uint8 tensors of shape (N, C, H, W) with int64 labels."""
+    """A dataset held as uint8 tensors of shape (N, C, H, W): with int64 labels (classification),
+    or with uint8 target images of the same size (restoration)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -23,9 +24,10 @@ class ImageData:
     heads: dict[str, list[str]] = field(default_factory=dict)  # target -> classes, when y is (N, targets)
     skipped: dict[str, str] = field(default_factory=dict)  # unreadable images left out: path -> error
     root: str = ""  # the folder the data was read from (summary.json's data/root)
+    task: str = "classify"  # what y holds: "classify" (class indices) or "restore" (target images, uint8)
 
     def __post_init__(self):
-        if not self.heads:
+        if not self.heads and self.task == "classify":
             self.heads = {"label": list(self.classes)}
 
     @property

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -40,7 +40,8 @@ def decode(path: Path, size: int, method: str = "crop") -> bytes:
 
 
 def to_tensor(raw: bytes, size: int) -> torch.Tensor:
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+    """HWC bytes (3 channels, or 6 for an input-target pair) as a uint8 (C, size, size) tensor."""
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(size, size, -1).permute(2, 0, 1)
 
 
 def load_image(path: Path, size: int, method: str = "crop") -> torch.Tensor:
@@ -85,14 +86,15 @@ def images_for(files: Sequence[Path], size: int, method: str, label: str, strict
     return FileImages(files, size, method), list(range(len(files))), {}
 
 
-def _load_chunk(args: tuple[list[str], int, str]) -> list[bytes | str]:
+def _load_chunk(args: tuple[list[str], int, str, Callable | None]) -> list[bytes | str]:
     """Worker: raw pixels of each image (bytes travel between processes far faster than tensors),
-    or the error text for an image that cannot be read."""
-    paths, size, method = args
+    or the error text for an image that cannot be read. `decoder(path, size)` replaces `decode`
+    (the pets' crappifier returns an input-target pair)."""
+    paths, size, method, decoder = args
     out: list[bytes | str] = []
     for p in paths:
         try:
-            out.append(decode(Path(p), size, method))
+            out.append(decoder(Path(p), size) if decoder is not None else decode(Path(p), size, method))
         except Exception as e:  # PIL raises many types for truncated or foreign files
             out.append(f"{type(e).__name__}: {e}")
     return out
@@ -111,11 +113,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("EXPT_CACHE", Path.home() / ".cache" / "expt" / "images"))
 
 
-def decode_all(files: Sequence[Path], size: int, method: str, workers: int, label: str):
-    """(uint8 tensor (N, 3, size, size) of the readable images, their indices, {path: error})."""
+def decode_all(files: Sequence[Path], size: int, method: str, workers: int, label: str,
+               decoder: Callable | None = None, channels: int = 3):
+    """(uint8 tensor (N, channels, size, size) of the readable images, their indices, {path: error})."""
     from rich.progress import Progress
     chunk = 64
-    jobs = [([str(f) for f in files[i: i + chunk]], size, method) for i in range(0, len(files), chunk)]
+    jobs = [([str(f) for f in files[i: i + chunk]], size, method, decoder) for i in range(0, len(files), chunk)]
     images, kept, bad = [], [], {}
 
     def collect(results) -> None:
@@ -138,7 +141,7 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
                 collect(pool.map(_load_chunk, jobs))
     # One stack at the end: measured faster here than copying each image into a preallocated
     # tensor while the decoding processes still need the cores (peak memory is twice the cache).
-    x = torch.stack(images) if images else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    x = torch.stack(images) if images else torch.empty(0, channels, size, size, dtype=torch.uint8)
     return x, kept, bad
 
 
@@ -158,17 +161,20 @@ def unreadable(path: str, error: str) -> DataError:
 
 
 def cached_images(files: Sequence[Path], size: int, method: str = "crop", label: str = "images",
-                  strict: bool = False, workers: int | None = None) -> tuple[torch.Tensor, list[int], dict]:
+                  strict: bool = False, workers: int | None = None, decoder: Callable | None = None,
+                  channels: int = 3) -> tuple[torch.Tensor, list[int], dict]:
     """The images of `files` at `size`, from the cache when it is current, else decoded now.
 
-    Returns (uint8 (N, 3, size, size), indices into `files` of the images kept, {path: error} of
-    those skipped because they could not be read). strict: an unreadable image is an error.
+    Returns (uint8 (N, channels, size, size), indices into `files` of the images kept, {path: error}
+    of those skipped because they could not be read). strict: an unreadable image is an error.
+    A `decoder(path, size)` (picklable, with a `key` naming its settings) replaces the plain decode.
     """
     from safetensors.torch import load_file, save_file
 
     from ..checkpoint import atomic_write
-    check_method(method)
-    key = fingerprint(files, size, method)
+    if decoder is None:
+        check_method(method)
+    key = fingerprint(files, size, decoder.key if decoder is not None else method)
     path = cache_root() / f"{label}-{size}-{key}.safetensors"
     if path.is_file():
         try:
@@ -184,7 +190,8 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
             raise
         except Exception as e:  # a damaged cache is rebuilt, never trusted
             log.warning("rebuilding damaged image cache %s (%s)", path, e)
-    x, kept, bad = decode_all(files, size, method, workers if workers is not None else os.cpu_count() or 1, label)
+    x, kept, bad = decode_all(files, size, method, workers if workers is not None else os.cpu_count() or 1, label,
+                              decoder, channels)
     for p, err in bad.items():
         if strict:
             raise unreadable(p, err)

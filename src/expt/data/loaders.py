@@ -6,11 +6,21 @@ import os
 import torch
 
 
+def is_image(y: torch.Tensor) -> bool:
+    """Targets that are images (restoration) rather than class indices: uint8 (N, C, H, W)."""
+    return y.dtype == torch.uint8 and y.ndim == 4
+
+
+def as_float(images: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """uint8 images as float32 in 0..1."""
+    return images.to(torch.float32, memory_format=memory_format).div_(255)
+
+
 class DeviceLoader:
     """Batches by index slicing of one uint8 tensor that lives on the device.
 
-    Each epoch draws a fresh permutation on the device when `shuffle`; images come out as
-    float32 in 0..1 (normalisation belongs to the model). With `drop_last`, a final partial
+    Each epoch draws a fresh permutation on the device when `shuffle`; images (inputs, and targets
+    that are images) come out as float32 in 0..1 (normalisation belongs to the model). With `drop_last`, a final partial
     batch is dropped, unless it is the only one.
     """
 
@@ -37,7 +47,7 @@ class DeviceLoader:
             else:
                 idx = order[rows]
                 xb, yb = self.x[idx], self.y[idx]
-            yield xb.to(torch.float32, memory_format=self.memory_format).div_(255), yb
+            yield as_float(xb, self.memory_format), as_float(yb, self.memory_format) if is_image(yb) else yb
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -75,7 +85,8 @@ class StreamLoader:
         for i, xb in enumerate(batches):
             yb = labels[i * self.bs: i * self.bs + len(xb)]
             xb = xb.to(self.device, non_blocking=True)
-            yield xb.to(torch.float32, memory_format=self.memory_format).div_(255), yb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+            yield as_float(xb, self.memory_format), as_float(yb, self.memory_format) if is_image(yb) else yb
 
     state_dict = DeviceLoader.state_dict
     load_state_dict = DeviceLoader.load_state_dict

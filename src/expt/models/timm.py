@@ -112,3 +112,41 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
     if pretrained or weights is not None:
         wrapped.input_norm = (channel_norm(cfg["mean"], n_in), channel_norm(cfg["std"], n_in))
     return wrapped
+
+
+def read_weights(path: str) -> dict[str, torch.Tensor]:
+    """A state dict from a local file: safetensors (an expt checkpoint's weights, with its `body.`
+    prefix as stored), or a torch file of plain tensors (no pickled code)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"weights file {path} does not exist")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(file))
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # damaged or foreign files, pickled code
+        raise ConfigError(f"weights file {path} cannot be read as tensors ({str(e).splitlines()[0]})") from e
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"weights file {path} is not a state dict of tensors")
+    return state
+
+
+def load_weights(model: nn.Module, path: str, what: str) -> None:
+    """Load a weights file into `model` (an encoder: a classifier head in the file is left out).
+    The file's keys may carry an expt checkpoint's prefix (`body.`, `body.1.` behind a resize);
+    every tensor of the model must be found, else one line with the counts."""
+    state = read_weights(path)
+    own = model.state_dict()
+    best = max(("", "body.", "body.1."), key=lambda p: sum(k[len(p):] in own for k in state if k.startswith(p)))
+    mapped = {k[len(best):]: v for k, v in state.items() if k.startswith(best)}
+    missing = [k for k in own if k not in mapped]
+    if missing:
+        raise ConfigError(f"{what}: weights file {path} does not fit: {len(missing)} of the model's {len(own)} "
+                          f"tensors are not in it (e.g. {missing[0]}), {len(set(mapped) - set(own))} of its "
+                          f"{len(state)} are unknown to the model")
+    try:
+        model.load_state_dict({k: mapped[k] for k in own})
+    except RuntimeError as e:
+        raise ConfigError(f"{what}: weights file {path} does not fit ({str(e).splitlines()[1].strip()})") from e

@@ -6,15 +6,20 @@ writes. Classification (one or several heads) is `Classify`; a new kind of work 
 """
 
 from .classify import Classify
+from .restore import Restore
 
-__all__ = ["Classify", "task_for", "task_from_meta"]
+__all__ = ["Classify", "Restore", "Task", "task_for", "task_from_meta"]
+TASKS = {"classify": Classify, "restore": Restore}
+Task = Classify | Restore
 
 
-def task_for(data) -> Classify:
-    """The task of a dataset (every dataset so far holds class indices)."""
+def task_for(data) -> Task:
+    """The task a dataset declares (`ImageData.task`): class indices, or target images."""
+    if data.task == "restore":
+        return Restore(channels=data.train_y.shape[1])
     return Classify(data.heads)
 
 
-def task_from_meta(meta: dict) -> Classify:
-    """The task a checkpoint was trained for, from its metadata."""
-    return Classify.from_meta(meta)
+def task_from_meta(meta: dict) -> Task:
+    """The task a checkpoint was trained for, from its metadata (checkpoints before tasks: classify)."""
+    return TASKS[meta.get("task", "classify")].from_meta(meta)

@@ -14,6 +14,7 @@ class Classify:
     heads: dict[str, list[str]]  # target -> its class names; the first target is the headline
     headline: str = "val/acc"    # the metric that "best", sweeps and leaderboards rank by
     higher_is_better: bool = True
+    paired: bool = False         # augmentation changes the image, not the class
 
     @classmethod
     def of(cls, n_classes: int) -> "Classify":
@@ -34,9 +35,19 @@ class Classify:
         return len(self.heads) > 1
 
     def check_loss(self, loss: nn.Module) -> None:
+        if isinstance(loss, (nn.L1Loss, nn.MSELoss)):
+            raise ConfigError(f"loss={type(loss).__name__} compares images, and this data's targets are classes; "
+                              "use loss=cross_entropy (or label_smoothing, multi_task)")
         if self.multi and not hasattr(loss, "components"):
             raise ConfigError(f"the data has {len(self.heads)} targets ({', '.join(self.heads)}): use "
                               "loss=multi_task, or data.targets=[label] for one")
+
+    def check_data(self, data) -> None:
+        """Refuse training data of a single class."""
+        labels = data.train_y if data.train_y.ndim == 1 else data.train_y[:, 0]
+        if len(data.classes) < 2 or len(labels.unique()) < 2:
+            raise ConfigError(f"the training images all have one class ({data.classes[int(labels[0])]}); a "
+                              "classifier needs at least two (check the data, or data.train_subset)")
 
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
         """What one batch adds to the epoch's sums (on the device; the loss itself is summed by
@@ -75,7 +86,7 @@ class Classify:
 
     def meta(self) -> dict:
         """What a checkpoint stores to rebuild the task."""
-        return {"classes": self.heads[next(iter(self.heads))], "heads": self.heads}
+        return {"task": "classify", "classes": self.heads[next(iter(self.heads))], "heads": self.heads}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Classify":

@@ -1,0 +1,55 @@
+"""Image restoration (super-resolution, denoising): y holds the target images, uint8 like the
+inputs, and the model's output is an image of the same size. Metrics: PSNR (the headline) and SSIM
+on 0..1 images; augmentation moves input and target together."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..metrics import psnr, ssim
+
+SSIM_MIN_SIZE = 11  # pytorch-msssim's window
+
+
+@dataclass
+class Restore:
+    channels: int = 3            # of the target images, which the model outputs
+    headline: str = "val/psnr"
+    higher_is_better: bool = True
+    paired: bool = True          # augmentation applies the same crop and flip to input and target
+
+    @property
+    def n_outputs(self) -> int:
+        return self.channels
+
+    def check_loss(self, loss: nn.Module) -> None:
+        if isinstance(loss, nn.CrossEntropyLoss) or hasattr(loss, "components"):
+            raise ConfigError(f"loss={type(loss).__name__} needs class labels, and this data's targets are "
+                              "images; use loss=l1 or loss=mse")
+
+    def check_data(self, data) -> None:
+        """Nothing beyond the batch size: every image is its own target."""
+
+    def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
+        if training:
+            return {}
+        sums = {"psnr": psnr(preds, y).sum()}
+        if min(y.shape[-2:]) >= SSIM_MIN_SIZE:
+            sums["ssim"] = ssim(preds, y).sum()
+        return sums
+
+    def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
+        return {"val/psnr": valid["psnr"], **({"val/ssim": valid["ssim"]} if "ssim" in valid else {})}
+
+    def average_space(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Images average as they are."""
+        return outputs
+
+    def meta(self) -> dict:
+        return {"task": "restore", "channels": self.channels}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Restore":
+        return cls(channels=meta["channels"])

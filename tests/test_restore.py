@@ -1,0 +1,159 @@
+"""Image-to-image work: crappified pets, the restore task and its metrics, the dynamic U-Net."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import COLORS, assert_one_line, write_jpeg
+from expt.callbacks import AugmentCB
+from expt.data import pets
+from expt.errors import ConfigError, DataError
+from expt.metrics import psnr, ssim
+from expt.models.unet import PixelShuffleICNR, unet
+from expt.rebuild import model_from_checkpoint
+
+
+def make_pets(root: Path, n: int = 20, bad: int = 0) -> Path:
+    for i in range(n):
+        breed = "Abyssinian" if i % 2 else "beagle"
+        write_jpeg(root / "images" / f"{breed}_{i}.jpg", seed=i, size=(72, 56), color=COLORS[i % 3])
+    for i in range(bad):
+        (root / "images" / f"broken_{i}.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+@pytest.fixture
+def pets_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    return make_pets(tmp_path / "pets")
+
+
+def test_crappify_is_deterministic_per_image_and_seed(pets_root):
+    path = next((pets_root / "images").iterdir())
+    a, b = pets.Crappify()(path, 32), pets.Crappify()(path, 32)
+    other_seed = pets.Crappify(seed=1)(path, 32)
+    pair = torch.frombuffer(bytearray(a), dtype=torch.uint8).view(32, 32, 6)
+    assert a == b and a != other_seed
+    target, damaged = pair[..., :3].float(), pair[..., 3:].float()
+    assert 0 < (target - damaged).abs().mean() < 60  # the same picture, degraded
+    plain = pets.Crappify(quality=(95, 95), text=False, scale=1)(path, 32)
+    plain_pair = torch.frombuffer(bytearray(plain), dtype=torch.uint8).view(32, 32, 6).float()
+    assert (plain_pair[..., :3] - plain_pair[..., 3:]).abs().mean() < (target - damaged).abs().mean()
+
+
+def test_the_validation_split_is_every_fifth_name_whatever_the_seed(tmp_path):
+    files = [tmp_path / f"x_{i:02d}.jpg" for i in range(12)]
+    train, valid = pets.split_by_name(list(reversed(files)))
+    assert [f.name for f in valid] == ["x_04.jpg", "x_09.jpg"] and len(train) == 10
+
+
+def test_pets_load_pairs_and_skips_broken_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    root = make_pets(tmp_path / "pets", n=20, bad=2)
+    data = pets.load(root=str(root), size=24, workers=1)
+    assert data.task == "restore" and data.train_x.shape == data.train_y.shape and data.train_x.shape[1:] == (3, 24, 24)
+    assert len(data.skipped) == 2 and len(data.train_x) + len(data.valid_x) == 20  # 22 files, 2 unreadable
+    assert data.valid_x.shape == data.valid_y.shape and len(data.valid_x) in (3, 4)  # every fifth name of 22
+    assert not torch.equal(data.train_x, data.train_y)
+    again = pets.load(root=str(root), size=24, workers=1)  # from the cache: the same pairs
+    assert torch.equal(again.train_x, data.train_x) and torch.equal(again.valid_y, data.valid_y)
+    with pytest.raises(DataError, match="data.root=.* lacks images"):
+        pets.load(root=str(tmp_path))
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "images" / "notes.txt").write_text("no pictures here")
+    with pytest.raises(DataError, match="has 0 images"):
+        pets.load(root=str(tmp_path / "empty"))
+
+
+def test_psnr_and_ssim():
+    y = torch.rand(2, 3, 32, 32)
+    assert psnr(y, y).min() >= 99 and ssim(y, y) == pytest.approx([1.0, 1.0], abs=1e-5)
+    off = (y + 0.1).clamp(0, 1)
+    uniform = torch.full((1, 3, 16, 16), 0.5)
+    assert psnr(uniform + 0.1, uniform).item() == pytest.approx(20.0, abs=1e-4)  # 10 log10(1 / 0.01)
+    noisy = (y + 0.2 * torch.randn_like(y)).clamp(0, 1)
+    assert (ssim(noisy, y) < ssim(off, y)).all() and (ssim(noisy, y) < 0.9).all()
+    assert ssim(noisy, y) == pytest.approx(ssim(y, noisy).tolist(), abs=1e-6)  # symmetric
+
+
+def test_icnr_at_init_equals_nearest_upsampling():
+    torch.manual_seed(0)
+    up = PixelShuffleICNR(8, 4, scale=2)
+    out = up(torch.randn(2, 8, 5, 5))
+    assert out.shape == (2, 4, 10, 10)
+    assert torch.allclose(out, F.interpolate(out[..., ::2, ::2], scale_factor=2, mode="nearest"))
+
+
+@pytest.mark.parametrize("encoder,size", [("resnet_k5", 32), ("resnet", 32), ("resnet18", 64),
+                                          ("efficientnet_b0", 64), ("convnext_atto", 64)])
+def test_unet_gives_an_image_of_the_input_size(encoder, size):
+    torch.manual_seed(0)
+    model = unet(3, 3, encoder=encoder, input_shape=(3, size, size), self_attention=True, blur=True)
+    out = model(torch.rand(2, 3, size, size))
+    assert out.shape == (2, 3, size, size) and 0 <= out.min() and out.max() <= 1
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
+
+
+def test_the_hook_path_finds_expt_resnets_stages():
+    model = unet(1, 1, encoder="resnet_k5", input_shape=(1, 28, 28))
+    assert model.encoder.channels == [16, 32, 64, 128, 256] and model.encoder.reductions == [1, 2, 4, 7, 14]
+    assert model(torch.rand(1, 1, 28, 28)).shape == (1, 1, 28, 28)  # odd sizes on the way down
+
+
+def test_encoders_that_cannot_be_a_unet_are_one_line():
+    with pytest.raises(ConfigError, match="never reduces"):
+        unet(3, 3, encoder="vit_tiny_patch16_224", input_shape=(3, 224, 224))
+    with pytest.raises(ConfigError, match="not a timm model"):
+        unet(3, 3, encoder="resnet18x")
+    with pytest.raises(ConfigError, match="has no pretrained weights"):
+        unet(3, 3, encoder="resnet_k5", pretrained=True)
+
+
+def test_encoder_weights_load_or_say_what_does_not_fit(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+    source = timm.create_model("resnet18", num_classes=7)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    model = unet(3, 3, encoder="resnet18", weights=str(tmp_path / "resnet18.pth"), input_shape=(3, 64, 64))
+    assert torch.equal(model.encoder.body.conv1.weight, source.conv1.weight)
+    # an expt checkpoint of a classifier: its weights sit under body.
+    save_file({f"body.{k}": v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "expt.safetensors"))
+    model = unet(3, 3, encoder="resnet18", weights=str(tmp_path / "expt.safetensors"), input_shape=(3, 64, 64))
+    assert torch.equal(model.encoder.body.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    torch.save(timm.create_model("resnet10t").state_dict(), tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match=r"does not fit: \d+ of the model's \d+ tensors are not in it"):
+        unet(3, 3, encoder="resnet18", weights=str(tmp_path / "other.pth"), input_shape=(3, 64, 64))
+
+
+def test_paired_augmentation_moves_input_and_target_together():
+    from test_learner import learner
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 12, 12)
+    learn = learner()
+    learn.training, learn.xb, learn.yb = True, x.clone(), x.clone()
+    from expt.augment import crop_flip
+    AugmentCB(crop_flip(pad=2), paired=True).before_batch(learn)
+    assert torch.equal(learn.xb, learn.yb) and not torch.equal(learn.xb, x)
+
+
+def test_train_restore_end_to_end_and_rebuild(tmp_path, expt_in, pets_root):
+    run = tmp_path / "run"
+    result = expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=24", "data.workers=1", "arch=unet",
+                      "loss=l1", "device=cpu", "bs=5", "epochs=2", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["headline"] == "val/psnr" and summary["best/val/psnr"] >= summary["val/psnr"] > 5
+    model, meta = model_from_checkpoint(run / "model.safetensors")
+    assert meta["task"] == "restore" and model(torch.rand(2, 3, 24, 24)).shape == (2, 3, 24, 24)
+
+
+def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path, expt_in, pets_root, fmnist_dir):
+    result = expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=24", "data.workers=1", "arch=unet",
+                      "loss=cross_entropy", "device=cpu", "bs=5", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2, "needs class labels, and this data's targets are images")
+    result = expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", "loss=l1", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2, "compares images, and this data's targets are classes")
