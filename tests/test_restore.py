@@ -98,6 +98,19 @@ def test_unet_gives_an_image_of_the_input_size(encoder, size):
     assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
 
 
+def test_a_residual_unet_starts_as_the_identity():
+    from collections import OrderedDict
+
+    from expt.models.layers import Normalize
+    mean, std = (0.4, 0.5, 0.45), (0.25, 0.3, 0.2)
+    body = unet(3, 3, encoder="resnet_k5", residual=True, input_shape=(3, 32, 32), input_stats=(mean, std))
+    model = torch.nn.Sequential(OrderedDict(norm=Normalize(mean, std), body=body)).eval()
+    x = torch.rand(2, 3, 32, 32) * 0.9 + 0.05
+    assert torch.allclose(model(x), x, atol=1e-5)
+    with pytest.raises(ConfigError, match="as many channels out as in"):
+        unet(1, 3, residual=True, input_stats=((0.5,), (0.2,)))
+
+
 def test_the_hook_path_finds_expt_resnets_stages():
     model = unet(1, 1, encoder="resnet_k5", input_shape=(1, 28, 28))
     assert model.encoder.channels == [16, 32, 64, 128, 256] and model.encoder.reductions == [1, 2, 4, 7, 14]
@@ -147,6 +160,8 @@ def test_train_restore_end_to_end_and_rebuild(tmp_path, expt_in, pets_root):
     assert result.returncode == 0, result.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["headline"] == "val/psnr" and summary["best/val/psnr"] >= summary["val/psnr"] > 5
+    assert 5 < summary["baseline/psnr"] < 60 and 0 < summary["baseline/ssim"] < 1
+    assert f"baseline (the validation inputs as they are): psnr {summary['baseline/psnr']:.4f}" in result.stdout
     model, meta = model_from_checkpoint(run / "model.safetensors")
     assert meta["task"] == "restore" and model(torch.rand(2, 3, 24, 24)).shape == (2, 3, 24, 24)
 

@@ -119,8 +119,11 @@ def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n
     the data's mean/std, or the body's own `input_norm` (a pretrained model's)."""
     builder = make("arch", arch)
     extra = {}
-    if input_shape is not None and "input_shape" in inspect.signature(builder).parameters:
+    params = inspect.signature(builder).parameters
+    if input_shape is not None and "input_shape" in params:
         extra["input_shape"] = tuple(input_shape)  # builders that care about the image size ask for it
+    if "input_stats" in params:
+        extra["input_stats"] = (tuple(mean), tuple(std))  # the normalisation in front (a U-Net's residual)
     body = builder(n_in=len(mean), n_out=n_out, **extra)
     if input_shape is not None:
         check_input_size(body, input_shape)

@@ -95,6 +95,10 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     console.print(f"[bold]expt train[/] {cfg.name}: {size.params:,} parameters, {len(run.data.train_x):,} train / "
                   f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
                   f"epochs {start_epoch + 1}-{cfg.epochs}")
+    baseline = run.task.baseline(run.data)
+    if baseline:
+        console.print("baseline (the validation inputs as they are): "
+                      + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in baseline.items()))
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.device)
     status, start = "ok", time.perf_counter()
@@ -108,7 +112,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
         save_model(run_dir / "model.safetensors", run.model, meta)
         status = "interrupted"
     seconds = time.perf_counter() - start
-    summary = summarize(metrics.history, start_epoch, seconds, status, run, size)
+    summary = summarize(metrics.history, start_epoch, seconds, status, run, size) | baseline
     if status == "diverged":
         summary["error"] = learn.stop_reason
     atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))

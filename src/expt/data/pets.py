@@ -94,16 +94,3 @@ def load(root: str | None = None, size: int = 128, scale: int = 2, quality: tupl
     mean, std = channel_stats(out["train"][0])
     return ImageData(*out["train"], *out["valid"], classes=[], mean=mean, std=std, skipped=skipped,
                      root=str(folder), task="restore")
-
-
-def bicubic_baseline(data: ImageData, chunk: int = 256) -> dict[str, float]:
-    """PSNR and SSIM of the validation inputs themselves (the degraded images, resized back bicubic)
-    against their targets: what a model must beat."""
-    from ..metrics import psnr, ssim
-    total = {"psnr": 0.0, "ssim": 0.0}
-    for i in range(0, len(data.valid_x), chunk):
-        x, y = (t[i: i + chunk].float() / 255 for t in (data.valid_x, data.valid_y))
-        total["psnr"] += psnr(x, y).sum().item()
-        total["ssim"] += ssim(x, y).sum().item()
-    return {k: v / max(len(data.valid_x), 1) for k, v in total.items()}
-

@@ -131,8 +131,13 @@ class HookedEncoder(nn.Module):
 
 class DynamicUnet(nn.Module):
     def __init__(self, encoder: nn.Module, n_in: int, n_out: int, blur: bool = False, self_attention: bool = False,
-                 y_range: Sequence[float] | None = (0.0, 1.0)):
+                 y_range: Sequence[float] | None = (0.0, 1.0), residual_stats: tuple | None = None):
         super().__init__()
+        if residual_stats is not None:  # predict a residual over the input, which the body sees normalised
+            mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in residual_stats)
+            self.register_buffer("in_mean", mean)
+            self.register_buffer("in_std", std)
+        self.residual = residual_stats is not None
         chs, reds = encoder.channels, encoder.reductions
         if len(set(reds)) < 2:
             raise ConfigError(f"the encoder never reduces its input (feature maps at 1/{reds[0]} only, like a ViT's); "
@@ -153,6 +158,9 @@ class DynamicUnet(nn.Module):
         self.final = nn.Sequential(ResBlock(up_c + n_in, up_c + n_in), nn.Conv2d(up_c + n_in, n_out, 1))
         init_weights(self.middle)
         init_weights(self.blocks)
+        if self.residual:  # starts as the identity: the output is the input until training moves it
+            nn.init.zeros_(self.final[-1].weight)
+            nn.init.zeros_(self.final[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
@@ -163,22 +171,35 @@ class DynamicUnet(nn.Module):
         if up.shape[-2:] != x.shape[-2:]:
             up = F.interpolate(up, x.shape[-2:], mode="nearest")
         out = self.final(torch.cat([up, x], 1))
+        low, high = self.y_range if self.y_range is not None else (None, None)
+        if self.residual:
+            image = x * self.in_std + self.in_mean  # the input as it came, 0..1
+            if self.y_range is None:
+                return image + out
+            # the residual is added in logit space, so the output stays in y_range
+            share = ((image - low) / (high - low)).clamp(1e-3, 1 - 1e-3)
+            out = out + torch.logit(share)
         if self.y_range is None:
             return out
-        low, high = self.y_range
         return torch.sigmoid(out) * (high - low) + low
 
 
 def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = False, weights: str | None = None,
          blur: bool = False, self_attention: bool = False, y_range: Sequence[float] | None = (0.0, 1.0),
-         input_shape: Sequence[int] | None = None) -> DynamicUnet:
+         residual: bool = False, input_shape: Sequence[int] | None = None,
+         input_stats: tuple | None = None) -> DynamicUnet:
     """A U-Net from images of n_in channels to images of n_out channels of the same size.
 
     encoder: expt's `resnet_k5` or `resnet` (hooks), or any timm model name (features_only);
     pretrained: timm's ImageNet weights (needs the network); weights: a local weights file for the
     encoder (a timm/torch state dict or an expt checkpoint). y_range: the output's sigmoid range
-    (null: no squashing). input_shape: (C, H, W) of the data, filled in by the build.
+    (null: no squashing). residual: predict a change of the input (it starts as the identity; needs
+    n_in == n_out). input_shape: (C, H, W) and input_stats: the normalisation (mean, std) in front
+    of the model, both filled in by the build.
     """
+    if residual and (n_in != n_out or input_stats is None):
+        raise ConfigError(f"arch.residual=true predicts a change of the input: it needs as many channels out "
+                          f"as in (here {n_in} in, {n_out} out) and the data's normalisation")
     shape = tuple(input_shape or (n_in, 64, 64))
     if encoder in EXPT_ENCODERS:
         if pretrained or weights is not None:
@@ -189,4 +210,4 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
         enc: nn.Module = HookedEncoder(body, n_in, shape)
     else:
         enc = TimmEncoder(encoder, n_in, pretrained, weights)
-    return DynamicUnet(enc, n_in, n_out, blur, self_attention, y_range)
+    return DynamicUnet(enc, n_in, n_out, blur, self_attention, y_range, input_stats if residual else None)

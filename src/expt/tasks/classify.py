@@ -73,6 +73,10 @@ class Classify:
                         f"val/{name}_acc": valid[f"{name}_correct"]}
         return row
 
+    def baseline(self, data) -> dict[str, float]:
+        """No reference score to print before training (chance is 1 / classes)."""
+        return {}
+
     def average_space(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities of each head: the space in which TTA views and ensembles average."""
         if not self.multi:

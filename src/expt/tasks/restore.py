@@ -43,6 +43,18 @@ class Restore:
     def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
         return {"val/psnr": valid["psnr"], **({"val/ssim": valid["ssim"]} if "ssim" in valid else {})}
 
+    @torch.no_grad()
+    def baseline(self, data, chunk: int = 256) -> dict[str, float]:
+        """PSNR and SSIM of the validation inputs themselves (resized back to the target size:
+        bicubic for pets) against their targets: what a model must beat."""
+        total = {"psnr": 0.0, "ssim": 0.0}
+        for i in range(0, len(data.valid_x), chunk):
+            x, y = (t[i: i + chunk].float() / 255 for t in (data.valid_x, data.valid_y))
+            total["psnr"] += psnr(x, y).sum().item()
+            if min(y.shape[-2:]) >= SSIM_MIN_SIZE:
+                total["ssim"] += ssim(x, y).sum().item()
+        return {f"baseline/{k}": v / max(len(data.valid_x), 1) for k, v in total.items()}
+
     def average_space(self, outputs: torch.Tensor) -> torch.Tensor:
         """Images average as they are."""
         return outputs
