@@ -162,6 +162,9 @@ def test_train_restore_end_to_end_and_rebuild(tmp_path, expt_in, pets_root):
     assert summary["headline"] == "val/psnr" and summary["best/val/psnr"] >= summary["val/psnr"] > 5
     assert 5 < summary["baseline/psnr"] < 60 and 0 < summary["baseline/ssim"] < 1
     assert f"baseline (the validation inputs as they are): psnr {summary['baseline/psnr']:.4f}" in result.stdout
+    from PIL import Image
+    with Image.open(run / "samples.png") as grid:  # 4 validation images: input | prediction | target
+        assert grid.size == (3 * 24 + 4 * 2, 4 * 24 + 5 * 2)
     model, meta = model_from_checkpoint(run / "model.safetensors")
     assert meta["task"] == "restore" and model(torch.rand(2, 3, 24, 24)).shape == (2, 3, 24, 24)
 

@@ -88,7 +88,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
                               metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
     callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
-                 *run.fit_callbacks()]
+                 *run.fit_callbacks(), *run.task.callbacks(run_dir)]
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks)
 
     size = summarize_model(run.model, example_batch(run))

@@ -77,6 +77,10 @@ class Classify:
         """No reference score to print before training (chance is 1 / classes)."""
         return {}
 
+    def callbacks(self, run_dir) -> list:
+        """Nothing beyond the metrics."""
+        return []
+
     def average_space(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities of each head: the space in which TTA views and ensembles average."""
         if not self.multi:

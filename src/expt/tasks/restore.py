@@ -55,6 +55,11 @@ class Restore:
                 total["ssim"] += ssim(x, y).sum().item()
         return {f"baseline/{k}": v / max(len(data.valid_x), 1) for k, v in total.items()}
 
+    def callbacks(self, run_dir) -> list:
+        """samples.png (input | prediction | target) after every epoch."""
+        from ..callbacks import SamplesCB
+        return [SamplesCB(run_dir / "samples.png")]
+
     def average_space(self, outputs: torch.Tensor) -> torch.Tensor:
         """Images average as they are."""
         return outputs

@@ -1,0 +1,42 @@
+"""samples.png after each epoch of an image-to-image run: a few validation images, each row
+input | prediction | target, so the run can be looked at while it trains."""
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import atomic_write
+from ..learner import Callback
+
+
+def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
+    """Tensors (N, C, H, W) in 0..1, side by side per image: a uint8 (H', W', 3) grid."""
+    from torchvision.utils import make_grid
+    per_image = torch.stack(rows, 1).flatten(0, 1).float().clamp(0, 1)  # row i: rows[0][i], rows[1][i], ...
+    if per_image.shape[1] == 1:
+        per_image = per_image.expand(-1, 3, -1, -1)
+    grid = make_grid(per_image, nrow=len(rows), padding=pad, pad_value=1.0)
+    return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+
+
+def save_png(path: Path, pixels: torch.Tensor) -> None:
+    from PIL import Image
+    atomic_write(Path(path), lambda tmp: Image.fromarray(pixels.numpy()).save(tmp, format="PNG"))
+
+
+class SamplesCB(Callback):
+    order = 15  # after the metrics and the progress line, before the checkpoint
+
+    def __init__(self, path: Path, n: int = 6):
+        self.path, self.n = Path(path), n
+
+    @torch.no_grad()
+    def after_epoch(self, learn) -> None:
+        xb, yb = next(iter(learn.valid_dl))
+        xb, yb = xb[: self.n], yb[: self.n]
+        was = learn.model.training
+        learn.model.eval()
+        with learn.autocast:
+            pred = learn.model(xb).float()
+        learn.model.train(was)
+        save_png(self.path, image_grid([xb, pred, yb]))
