@@ -167,6 +167,25 @@ def test_train_restore_end_to_end_and_rebuild(tmp_path, expt_in, pets_root):
         assert grid.size == (3 * 24 + 4 * 2, 4 * 24 + 5 * 2)
     model, meta = model_from_checkpoint(run / "model.safetensors")
     assert meta["task"] == "restore" and model(torch.rand(2, 3, 24, 24)).shape == (2, 3, 24, 24)
+    result = expt_in(["tta", f"ckpt={run / 'model.safetensors'}", "tta=flip_shift"])
+    assert result.returncode == 0, result.stderr
+    tta = json.loads((run / "tta.json").read_text())
+    assert tta["psnr"] == pytest.approx(summary["val/psnr"], abs=1e-3) and tta["images"] == 4  # same model, images
+    assert tta["tta_psnr"] > 5 and 0 < tta["tta_ssim"] < 1 and "psnr" in result.stdout
+
+
+def test_image_views_are_undone_by_their_inverses():
+    from expt.tta import make_view, predict, views
+    from expt.tasks import Restore
+    x = torch.rand(2, 3, 8, 8)
+    for name in ("hflip", "shift:2:-1", "hflip+shift:1:0"):
+        undone = views([name]).inverses[0](make_view(name)(x))
+        kept = undone != 0  # a shift's lost border comes back as zeros
+        assert torch.equal(undone[kept], x[kept]) and kept.float().mean() > 0.6, name
+    identity = torch.nn.Identity()  # a model that returns its input: every view, undone, gives the input back
+    _, averaged = predict(identity, [(x, x)], views(["identity", "hflip"]), torch.autocast("cpu", enabled=False),
+                          Restore())
+    assert torch.allclose(averaged, x)
 
 
 def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path, expt_in, pets_root, fmnist_dir):

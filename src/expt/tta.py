@@ -1,4 +1,5 @@
-"""Test-time augmentation and ensembles: class probabilities averaged over views and checkpoints.
+"""Test-time augmentation and ensembles: outputs averaged over views and checkpoints, in the task's
+space (class probabilities; restored images, each brought back through its view's inverse).
 
 A view is a small function of a float batch: `identity`, `hflip`, `shift:DX:DY` (content moves DX
 pixels right and DY down, zeros come in, as in training's padded crops), or several joined by `+`,
@@ -48,11 +49,30 @@ def make_view(name: str) -> View:
                       "or several joined by + (hflip+shift:1:0)")
 
 
+def inverse_view(name: str) -> View:
+    """The view that undoes `name` on an image output (a shift's lost border stays zero)."""
+    if "+" in name:
+        return make_view("+".join(inverse_name(part) for part in reversed(name.split("+"))))
+    return make_view(inverse_name(name))
+
+
+def inverse_name(name: str) -> str:
+    if name.startswith("shift:"):
+        make_view(name)  # the one-line error for a malformed shift
+        _, dx, dy = name.split(":")
+        return f"shift:{-int(dx)}:{-int(dy)}"
+    return name  # identity and hflip undo themselves
+
+
 @dataclass
 class TTA:
     names: list[str]
     views: list[View]
     average: str  # "prob": mean of softmaxes; "logit": softmax of the mean logit
+
+    @property
+    def inverses(self) -> list[View]:
+        return [inverse_view(n) for n in self.names]
 
 
 def views(names: Sequence[str] = ("identity", "hflip"), average: str = "prob") -> TTA:
@@ -70,9 +90,10 @@ def predict(model: nn.Module, batches, tta: TTA, autocast, task) -> tuple[torch.
     head) for every image of `batches`, on the model's device. tta.average=logit averages the raw
     outputs first."""
     plain, averaged = [], []
+    undo = tta.inverses if task.image_output else [lambda out: out] * len(tta.views)
     for xb, *_ in batches:
         with autocast:
-            outputs = torch.stack([model(view(xb)).float() for view in tta.views])
+            outputs = torch.stack([inverse(model(view(xb)).float()) for view, inverse in zip(tta.views, undo)])
             identity = outputs[tta.names.index("identity")] if "identity" in tta.names else model(xb).float()
         plain.append(task.average_space(identity))
         mean = (task.average_space(outputs).mean(0) if tta.average == "prob"
@@ -122,12 +143,52 @@ def evaluate(ev) -> dict:
             "heads": heads, "per_class": per_class}
 
 
-def table(result: dict, headline: str):
+def evaluate_images(ev, chunk: int = 64) -> dict:
+    """PSNR and SSIM of each checkpoint of an EvalRun without and with TTA, and of their average."""
+    from .metrics import psnr, ssim
+    y = ev.valid_dl.y
+    autocast = autocast_for(ev.precision, ev.device)
+
+    def scores(images: torch.Tensor, prefix: str) -> dict[str, float]:
+        total = {"psnr": 0.0, "ssim": 0.0}
+        for i in range(0, len(y), chunk):
+            target = y[i: i + chunk].float() / 255
+            total["psnr"] += psnr(images[i: i + chunk], target).sum().item()
+            total["ssim"] += ssim(images[i: i + chunk], target).sum().item()
+        return {f"{prefix}{k}": v / len(y) for k, v in total.items()}
+    plain_sum = tta_sum = 0
+    models = []
+    for path, model in zip(ev.paths, ev.models):
+        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, ev.task)
+        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
+        models.append({"ckpt": path, **scores(plain, ""), **scores(averaged, "tta_")})
+    n = len(ev.models)
+    return {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(y),
+            "models": models, **scores(plain_sum / n, ""), **scores(tta_sum / n, "tta_")}
+
+
+def image_table(result: dict, task):
+    """PSNR and SSIM per checkpoint (for an ensemble) and of all: plain, tta and the change."""
+    from pathlib import Path
+
+    from rich.table import Table
+    t = Table(title="PSNR (dB) and SSIM without and with test-time augmentation")
+    for col, justify in (("", "left"), ("plain", "right"), ("tta", "right"), ("change", "right")):
+        t.add_column(col, justify=justify)
+    rows = [(Path(m["ckpt"]).parent.name or m["ckpt"], m) for m in result["models"]] if len(result["models"]) > 1 else []
+    for label, scores in rows + [("[bold]ensemble" if rows else "[bold]all", result)]:
+        for metric in ("psnr", "ssim"):
+            a, b = scores[metric], scores[f"tta_{metric}"]
+            t.add_row(f"{label} {metric}", f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    return t
+
+
+def table(result: dict, task):
     """Per class, per checkpoint (for an ensemble) and per head: plain, tta and the change."""
     from pathlib import Path
 
     from rich.table import Table
-    t = Table(title=f"{headline} accuracy without and with test-time augmentation")
+    t = Table(title=f"{next(iter(task.heads))} accuracy without and with test-time augmentation")
     for col, justify in (("", "left"), ("plain", "right"), ("tta", "right"), ("change", "right")):
         t.add_column(col, justify=justify)
 
@@ -160,9 +221,13 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     ev = build_eval(cfg, explicit_data)
     console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
                   f"({ev.tta.average} average), {len(ev.valid_dl.y):,} validation images, {ev.device} {ev.precision}")
-    result = evaluate(ev)
-    console.print(table(result, next(iter(ev.task.heads))))
+    evaluate_, table_ = REPORTS[ev.task.meta()["task"]]
+    result = evaluate_(ev)
+    console.print(table_(result, ev.task))
     out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     console.print(f"wrote {out}")
-    return {"status": "ok", "acc": result["acc"], "tta_acc": result["tta_acc"], "outputs": str(out.parent)}
+    return {"status": "ok", **{k: v for k, v in result.items() if isinstance(v, float)}, "outputs": str(out.parent)}
+
+
+REPORTS = {"classify": (evaluate, table), "restore": (evaluate_images, image_table)}  # per task: scores, table

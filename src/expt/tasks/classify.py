@@ -15,6 +15,7 @@ class Classify:
     headline: str = "val/acc"    # the metric that "best", sweeps and leaderboards rank by
     higher_is_better: bool = True
     paired: bool = False         # augmentation changes the image, not the class
+    image_output: bool = False   # TTA averages class probabilities as they come, whatever the view
 
     @classmethod
     def of(cls, n_classes: int) -> "Classify":

@@ -19,6 +19,7 @@ class Restore:
     headline: str = "val/psnr"
     higher_is_better: bool = True
     paired: bool = True          # augmentation applies the same crop and flip to input and target
+    image_output: bool = True    # TTA brings each view's output back through the view's inverse
 
     @property
     def n_outputs(self) -> int:
