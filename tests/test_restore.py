@@ -174,6 +174,28 @@ def test_train_restore_end_to_end_and_rebuild(tmp_path, expt_in, pets_root):
     assert tta["tta_psnr"] > 5 and 0 < tta["tta_ssim"] < 1 and "psnr" in result.stdout
 
 
+def test_predict_restores_a_folder_at_each_images_own_size(tmp_path, expt_in, pets_root):
+    run = tmp_path / "run"
+    assert expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=24", "data.workers=1", "arch=unet",
+                    "loss=l1", "device=cpu", "bs=5", "epochs=1", f"hydra.run.dir={run}"]).returncode == 0
+    photos = tmp_path / "photos"
+    write_jpeg(photos / "wide.jpg", seed=1, size=(40, 20))
+    write_jpeg(photos / "tall.jpg", seed=2, size=(16, 30))
+    (photos / "broken.png").write_bytes(b"no image")
+    (photos / "notes.txt").write_text("not an image")
+    result = expt_in(["predict", f"ckpt={run / 'model.safetensors'}", f"input={photos}"])
+    assert result.returncode == 0, result.stderr
+    assert "restored 2 of 3 images (x2)" in result.stdout and "1 unreadable, skipped" in result.stdout
+    from PIL import Image
+    with Image.open(run / "restored" / "wide.png") as wide, Image.open(run / "restored" / "tall.png") as tall:
+        assert wide.size == (80, 40) and tall.size == (32, 60)  # each at its own size, x data.scale
+    (tmp_path / "none").mkdir()
+    assert_one_line(expt_in(["predict", f"ckpt={run / 'model.safetensors'}", f"input={tmp_path / 'none'}"]), 2,
+                    "holds no images")
+    assert_one_line(expt_in(["predict", f"ckpt={run / 'model.safetensors'}", f"input={tmp_path / 'nope'}"]), 2,
+                    "is not a folder")
+
+
 def test_image_views_are_undone_by_their_inverses():
     from expt.tta import make_view, predict, views
     from expt.tasks import Restore

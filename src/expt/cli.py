@@ -10,7 +10,7 @@ COMMANDS = {
     "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
-    "predict": "a checkpoint's predictions for its dataset's test images: submission.csv (data=paddy)",
+    "predict": "a checkpoint's predictions: submission.csv (data=paddy), or input=DIR restored into PNGs (data=pets)",
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
     "data": "get a dataset: `expt data fashion_mnist` (a copy found, Debian's package, or the official files)",
 }
@@ -82,6 +82,7 @@ class RunSchema:
     compile: bool = False
     resume: Optional[str] = None
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
+    input: Optional[str] = None  # expt predict: a folder of images to restore (restoration checkpoints)
     tta: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)

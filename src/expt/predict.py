@@ -1,5 +1,6 @@
-"""`expt predict ckpt=PATH`: the checkpoint's predictions for its dataset's test images, as a
-Kaggle submission file (image_id,<headline target>)."""
+"""`expt predict ckpt=PATH`: a classifier's predictions for its dataset's test images, as a Kaggle
+submission file (image_id,<headline target>); a restoration model's outputs for every image of a
+folder (`input=DIR`), each at its own size (enlarged first by the scale it was trained for), as PNGs."""
 
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from .tta import autocast_for, predict
 def run_predict(cfg, run_dir: Path, console) -> dict:
     import pandas as pd
 
-    from .rebuild import build_test
+    from .rebuild import build_test, model_from_checkpoint
+    if cfg.input is not None:
+        return restore_folder(cfg, console, model_from_checkpoint)
     test = build_test(cfg)
     loader = DeviceLoader(test.x, torch.zeros(len(test.x), dtype=torch.long), cfg.bs * 2, shuffle=False,
                           drop_last=False, device=test.device, channels_last=test.layout == torch.channels_last)
@@ -24,3 +27,52 @@ def run_predict(cfg, run_dir: Path, console) -> dict:
     atomic_write(out, lambda tmp: frame.to_csv(tmp, index=False))
     console.print(f"[bold]expt predict[/] {len(labels):,} test images, views {', '.join(test.tta.names)}: wrote {out}")
     return {"status": "ok", "rows": len(labels), "outputs": str(out.parent)}
+
+
+@torch.no_grad()
+def restore_folder(cfg, console, model_from_checkpoint) -> dict:
+    """Every image of `input` through a restoration checkpoint, into <checkpoint folder>/restored/."""
+    import logging
+
+    from PIL import Image
+
+    from .data import image_files
+    from .errors import ConfigError, DataError
+    from .runtime import memory_format, resolve_device, resolve_precision
+    from .callbacks.samples import save_image
+    folder = Path(cfg.input).expanduser()
+    if cfg.ckpt is None or not isinstance(cfg.ckpt, str):
+        raise ConfigError("expt predict input=DIR needs one checkpoint: ckpt=PATH/model.safetensors")
+    model, meta = model_from_checkpoint(cfg.ckpt)
+    if meta.get("task") != "restore":
+        raise ConfigError(f"{cfg.ckpt} is a classifier; input=DIR restores images with a restoration checkpoint "
+                          "(data=pets arch=unet)")
+    if not folder.is_dir():
+        raise DataError(f"input={cfg.input} is not a folder; pass a folder of images to restore")
+    files = image_files(folder)
+    if not files:
+        raise DataError(f"input={cfg.input} holds no images (.jpg, .jpeg, .png, .bmp, .webp)")
+    device = resolve_device(cfg.device)
+    layout = memory_format(cfg.channels_last, device)
+    model = model.to(device, memory_format=layout)
+    autocast = autocast_for(resolve_precision(cfg.precision, device), device)
+    scale = int(meta["config"]["data"].get("scale", 1))
+    out_dir, done, skipped = Path(cfg.ckpt).parent / "restored", 0, []
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                im = im.convert("RGB")
+                im = im.resize((im.width * scale, im.height * scale), Image.Resampling.BICUBIC) if scale > 1 else im
+                x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(im.height, im.width, 3)
+        except Exception as e:  # PIL raises many types for truncated or foreign files
+            logging.getLogger(__name__).warning("skipping unreadable image %s (%s)", file, e)
+            skipped.append(str(file))
+            continue
+        xb = x.permute(2, 0, 1)[None].to(device).float().div(255).contiguous(memory_format=layout)
+        with autocast:
+            out = model(xb).float()
+        save_image(out_dir / f"{file.stem}.png", out[0])
+        done += 1
+    console.print(f"[bold]expt predict[/] restored {done} of {len(files)} images (x{scale}) into {out_dir}"
+                  + (f"; {len(skipped)} unreadable, skipped" if skipped else ""))
+    return {"status": "ok", "restored": done, "skipped": len(skipped), "outputs": str(out_dir)}

@@ -24,6 +24,12 @@ def save_png(path: Path, pixels: torch.Tensor) -> None:
     atomic_write(Path(path), lambda tmp: Image.fromarray(pixels.numpy()).save(tmp, format="PNG"))
 
 
+def save_image(path: Path, image: torch.Tensor) -> None:
+    """One (C, H, W) image in 0..1 as a PNG."""
+    pixels = (image.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+    save_png(path, pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+
+
 class SamplesCB(Callback):
     order = 15  # after the metrics and the progress line, before the checkpoint
 
