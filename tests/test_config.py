@@ -45,7 +45,8 @@ def test_every_group_has_options():
     assert {"flip", "flip_shift"} <= set(options("tta"))
 
 
-RESTORE = {("arch", "unet"), ("loss", "l1"), ("loss", "mse"), ("data", "pets")}  # options for image targets
+RESTORE = {("arch", "unet"), ("loss", "l1"), ("loss", "mse"), ("data", "pets"),  # options for image targets
+           ("experiment", "pets_superres_cpu")}
 
 
 def tiny_restore_data() -> ImageData:
