@@ -15,9 +15,7 @@ Task = Classify | Restore
 
 def task_for(data) -> Task:
     """The task a dataset declares (`ImageData.task`): class indices, or target images."""
-    if data.task == "restore":
-        return Restore(channels=data.train_y.shape[1])
-    return Classify(data.heads)
+    return TASKS[data.task].from_data(data)
 
 
 def task_from_meta(meta: dict) -> Task:

@@ -98,5 +98,9 @@ class Classify:
         return {"task": "classify", "classes": self.heads[next(iter(self.heads))], "heads": self.heads}
 
     @classmethod
+    def from_data(cls, data) -> "Classify":
+        return cls(data.heads)
+
+    @classmethod
     def from_meta(cls, meta: dict) -> "Classify":
         return cls(meta.get("heads") or {"label": meta["classes"]})

@@ -69,5 +69,9 @@ class Restore:
         return {"task": "restore", "channels": self.channels}
 
     @classmethod
+    def from_data(cls, data) -> "Restore":
+        return cls(channels=data.train_y.shape[1])
+
+    @classmethod
     def from_meta(cls, meta: dict) -> "Restore":
         return cls(channels=meta["channels"])
