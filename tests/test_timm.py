@@ -71,6 +71,23 @@ def test_local_pretrained_weights_bring_their_normalisation(tmp_path, channels):
     assert scratch.norm.mean.flatten().tolist() == pytest.approx([0.3])  # from scratch: the data's
 
 
+def test_an_expt_checkpoint_as_weights_is_loaded_or_refused_with_counts(tmp_path):
+    """An expt classifier checkpoint passed to arch.weights (its tensors under `body.`) is loaded,
+    with the checkpoint's own normalisation; a file of another model is one line with the counts."""
+    from expt.checkpoint import save_model
+    from expt.errors import ConfigError
+    source = build_model(timm_arch("resnet10t"), (0.25,), (0.35,), 10, (1, 28, 28))
+    meta = {"config": {"arch": {"_target_": "expt.models.timm.timm_model"}, "data": {"_target_": "x"}},
+            "classes": [str(i) for i in range(10)], "mean": [0.25], "std": [0.35], "versions": {}}
+    ckpt = save_model(tmp_path / "model.safetensors", source, meta)
+    again = build_model(timm_arch("resnet10t", weights=str(ckpt)), (0.5,), (0.1,), 4, (1, 28, 28))
+    assert torch.equal(again.body.conv1[0].weight, source.body.conv1[0].weight)  # not silently ignored
+    assert again.body.fc.weight.shape == (4, 512)  # another number of classes: a fresh head
+    assert again.norm.mean.flatten().tolist() == pytest.approx([0.25])  # the checkpoint's normalisation
+    with pytest.raises(ConfigError, match=r"does not fit: \d+ of the model's \d+ tensors are not in it"):
+        build_model(timm_arch("resnet18", weights=str(ckpt)), (0.5,), (0.1,), 10, (1, 28, 28))
+
+
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, fmnist_dir):
     cfg = composed(["debug=fast", f"data.root={fmnist_dir}", "arch=timm", "arch.name=convnext_atto"])
     run = build_run(cfg)

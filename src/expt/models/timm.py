@@ -89,11 +89,9 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
     import timm
     check_name(name)
     kwargs = dict(num_classes=n_out, in_chans=n_in, drop_rate=drop_rate)
-    if weights is not None:
-        if not Path(weights).expanduser().is_file():
-            raise ConfigError(f"arch.weights={weights!r} is not a file; pass a local timm weights file")
-        kwargs |= dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(Path(weights).expanduser())))
-    elif pretrained:
+    if weights is not None and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"arch.weights={weights!r} is not a file; pass a local timm weights file")
+    if pretrained and weights is None:
         kwargs |= dict(pretrained=True)
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries would print a warning each
     try:
@@ -102,6 +100,8 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
         source = f"weights file {weights}" if weights else "timm's hub (is there a network?)"
         raise ConfigError(f"cannot load pretrained {name} from {source}: {str(e).splitlines()[0]}; "
                           "pass arch.weights=PATH to a local file, or arch.pretrained=false") from e
+    if weights is not None:
+        load_pretrained(model, weights, n_in, name)
     cfg = model.pretrained_cfg
     default = tuple(cfg["input_size"][-2:])
     target = resize_target(model, name, input_size, input_shape, default, bool(cfg.get("fixed_input_size")))
@@ -110,7 +110,8 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
         wrapped = nn.Sequential(Resize(target), model)
         wrapped.get_classifier = model.get_classifier
     if pretrained or weights is not None:
-        wrapped.input_norm = (channel_norm(cfg["mean"], n_in), channel_norm(cfg["std"], n_in))
+        mean, std = (weights is not None and checkpoint_norm(weights)) or (cfg["mean"], cfg["std"])
+        wrapped.input_norm = (channel_norm(mean, n_in), channel_norm(std, n_in))
     return wrapped
 
 
@@ -125,28 +126,69 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
             return load_file(str(file))
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # damaged or foreign files, pickled code
-        raise ConfigError(f"weights file {path} cannot be read as tensors ({str(e).splitlines()[0]})") from e
+    except Exception as e:  # damaged or foreign files, pickled code (torch's advice to unpickle is left out)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+        raise ConfigError(f"weights file {path} cannot be read as tensors ({first}); expt loads only plain "
+                          "tensors (a state dict, safetensors or an expt checkpoint)") from e
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"weights file {path} is not a state dict of tensors")
     return state
 
 
-def load_weights(model: nn.Module, path: str, what: str) -> None:
-    """Load a weights file into `model` (an encoder: a classifier head in the file is left out).
-    The file's keys may carry an expt checkpoint's prefix (`body.`, `body.1.` behind a resize);
-    every tensor of the model must be found, else one line with the counts."""
+def load_weights(model: nn.Module, path: str, what: str, adapt=None, optional: tuple[str, ...] = ()) -> None:
+    """Load a weights file into `model`. The file's keys may carry an expt checkpoint's prefix
+    (`body.`, `body.1.` behind a resize); tensors the model lacks (a classifier head, for an
+    encoder) are left out. `adapt(mapped)` may change the mapped tensors first; model tensors
+    under an `optional` prefix may be missing. Every other tensor of the model must be found and
+    fit, else one line with the counts."""
     state = read_weights(path)
     own = model.state_dict()
     best = max(("", "body.", "body.1."), key=lambda p: sum(k[len(p):] in own for k in state if k.startswith(p)))
     mapped = {k[len(best):]: v for k, v in state.items() if k.startswith(best)}
-    missing = [k for k in own if k not in mapped]
+    if adapt is not None:
+        mapped = adapt(mapped)
+    missing = [k for k in own if k not in mapped and not k.startswith(optional)]
     if missing:
         raise ConfigError(f"{what}: weights file {path} does not fit: {len(missing)} of the model's {len(own)} "
                           f"tensors are not in it (e.g. {missing[0]}), {len(set(mapped) - set(own))} of its "
                           f"{len(state)} are unknown to the model")
     try:
-        model.load_state_dict({k: mapped[k] for k in own})
+        model.load_state_dict({k: mapped[k] for k in own if k in mapped}, strict=not optional)
     except RuntimeError as e:
-        raise ConfigError(f"{what}: weights file {path} does not fit ({str(e).splitlines()[1].strip()})") from e
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise ConfigError(f"{what}: weights file {path} does not fit ({lines[-1]})") from e
+
+
+def load_pretrained(model: nn.Module, path: str, n_in: int, name: str) -> None:
+    """A classifier's weights file (timm/torch state dict, or an expt checkpoint) into a timm model
+    built for n_in channels and its own classes: the first conv is adapted to n_in channels as
+    timm adapts its hub weights, and a classifier of another size is left at its initialisation."""
+    from timm.models import adapt_input_conv
+    cfg, own = model.pretrained_cfg, model.state_dict()
+    first = f"{cfg.get('first_conv')}.weight"
+    heads = tuple(f"{c}." for c in ([cfg["classifier"]] if isinstance(cfg.get("classifier"), str)
+                                    else cfg.get("classifier") or []))
+
+    def adapt(mapped: dict) -> dict:
+        if first in mapped and first in own and mapped[first].shape[1] != own[first].shape[1]:
+            mapped[first] = adapt_input_conv(n_in, mapped[first])
+        return {k: v for k, v in mapped.items()
+                if not (k.startswith(heads) and k in own and v.shape != own[k].shape)}
+    load_weights(model, path, f"arch.weights for {name}", adapt, optional=heads)
+
+
+def checkpoint_norm(path: str) -> tuple[list[float], list[float]] | None:
+    """The normalisation an expt checkpoint was trained with (None for any other weights file)."""
+    if not str(path).endswith(".safetensors"):
+        return None
+    import json
+
+    from safetensors import safe_open
+    try:
+        with safe_open(str(Path(path).expanduser()), framework="pt") as f:
+            header = f.metadata() or {}
+        return (json.loads(header["mean"]), json.loads(header["std"])) if header.get("format", "").startswith(
+            "expt-checkpoint") else None
+    except Exception:  # read_weights reports what is wrong with the file
+        return None
