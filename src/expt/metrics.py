@@ -15,3 +15,27 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Structural similarity of each image of a batch (N, C, H, W), images at least 11 pixels a side."""
     from pytorch_msssim import ssim as ssim_
     return ssim_(pred.float().clamp(0, 1), target.float(), data_range=1.0, size_average=False)
+
+
+SSIM_MIN_SIZE = 11  # pytorch-msssim's window
+
+
+def image_sums(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PSNR and (for images of at least 11 pixels a side) SSIM summed over a batch, on its device."""
+    sums = {"psnr": psnr(pred, target).sum()}
+    if min(target.shape[-2:]) >= SSIM_MIN_SIZE:
+        sums["ssim"] = ssim(pred, target).sum()
+    return sums
+
+
+@torch.no_grad()
+def mean_scores(pred: torch.Tensor, target: torch.Tensor, chunk: int = 64) -> dict[str, float]:
+    """Mean PSNR and SSIM of images `pred` (0..1 floats, or uint8) against uint8 images `target`,
+    converted a chunk at a time."""
+    def as_float(images: torch.Tensor) -> torch.Tensor:
+        return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    total: dict[str, float] = {}
+    for i in range(0, len(target), chunk):
+        for k, v in image_sums(as_float(pred[i: i + chunk]), as_float(target[i: i + chunk])).items():
+            total[k] = total.get(k, 0.0) + v.item()
+    return {k: v / max(len(target), 1) for k, v in total.items()}

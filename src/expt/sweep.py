@@ -17,7 +17,7 @@ from .plots import png
 
 DEFAULT_HEADLINE = ("val/acc", True)  # for summaries that name none (jobs that failed before training)
 COSTS = ["val/loss", "train/loss", "seconds", "peak_mem_mb", "params", "mflops"]
-NOT_FACTORS = {"job", "status", "error", "headline", "higher_is_better", *COSTS}
+RESULT_COLUMNS = {"job", "status", "error", "headline", "higher_is_better", *COSTS}
 NOT_A_FACTOR = {"seed"}  # jobs that differ only in these form one group of the leaderboard
 
 
@@ -94,7 +94,7 @@ def leaderboard(table):
     the headline metric and the mean cost, sorted best first. Failed jobs count in `failed`, not in
     the statistics."""
     name, higher_is_better = headline(table)
-    columns = [c for c in table.columns if c not in {*NOT_FACTORS, name, f"best/{name}", *NOT_A_FACTOR}]
+    columns = [c for c in table.columns if c not in {*RESULT_COLUMNS, name, f"best/{name}", *NOT_A_FACTOR}]
     factors = [c for c in columns if table[c].astype(str).nunique() > 1]
     labels = table[factors].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     table = table.assign(group=labels if factors else "all")

@@ -143,19 +143,14 @@ def evaluate(ev) -> dict:
             "heads": heads, "per_class": per_class}
 
 
-def evaluate_images(ev, chunk: int = 64) -> dict:
+def evaluate_images(ev) -> dict:
     """PSNR and SSIM of each checkpoint of an EvalRun without and with TTA, and of their average."""
-    from .metrics import psnr, ssim
+    from .metrics import mean_scores
     y = ev.valid_dl.y
     autocast = autocast_for(ev.precision, ev.device)
 
     def scores(images: torch.Tensor, prefix: str) -> dict[str, float]:
-        total = {"psnr": 0.0, "ssim": 0.0}
-        for i in range(0, len(y), chunk):
-            target = y[i: i + chunk].float() / 255
-            total["psnr"] += psnr(images[i: i + chunk], target).sum().item()
-            total["ssim"] += ssim(images[i: i + chunk], target).sum().item()
-        return {f"{prefix}{k}": v / len(y) for k, v in total.items()}
+        return {f"{prefix}{k}": v for k, v in mean_scores(images, y).items()}
     plain_sum = tta_sum = 0
     models = []
     for path, model in zip(ev.paths, ev.models):
@@ -177,7 +172,7 @@ def image_table(result: dict, task):
         t.add_column(col, justify=justify)
     rows = [(Path(m["ckpt"]).parent.name or m["ckpt"], m) for m in result["models"]] if len(result["models"]) > 1 else []
     for label, scores in rows + [("[bold]ensemble" if rows else "[bold]all", result)]:
-        for metric in ("psnr", "ssim"):
+        for metric in [m for m in ("psnr", "ssim") if m in scores]:  # no SSIM below 11 pixels a side
             a, b = scores[metric], scores[f"tta_{metric}"]
             t.add_row(f"{label} {metric}", f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
     return t

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..metrics import psnr, ssim
-
-SSIM_MIN_SIZE = 11  # pytorch-msssim's window
+from ..metrics import image_sums, mean_scores
 
 
 @dataclass
@@ -34,27 +32,16 @@ class Restore:
         """Nothing beyond the batch size: every image is its own target."""
 
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
-        if training:
-            return {}
-        sums = {"psnr": psnr(preds, y).sum()}
-        if min(y.shape[-2:]) >= SSIM_MIN_SIZE:
-            sums["ssim"] = ssim(preds, y).sum()
-        return sums
+        return {} if training else image_sums(preds, y)
 
     def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
         return {"val/psnr": valid["psnr"], **({"val/ssim": valid["ssim"]} if "ssim" in valid else {})}
 
-    @torch.no_grad()
-    def baseline(self, data, chunk: int = 256) -> dict[str, float]:
+    def baseline(self, data) -> dict[str, float]:
         """PSNR and SSIM of the validation inputs themselves (resized back to the target size:
         bicubic for pets) against their targets: what a model must beat."""
-        total = {"psnr": 0.0, "ssim": 0.0}
-        for i in range(0, len(data.valid_x), chunk):
-            x, y = (t[i: i + chunk].float() / 255 for t in (data.valid_x, data.valid_y))
-            total["psnr"] += psnr(x, y).sum().item()
-            if min(y.shape[-2:]) >= SSIM_MIN_SIZE:
-                total["ssim"] += ssim(x, y).sum().item()
-        return {f"baseline/{k}": v / max(len(data.valid_x), 1) for k, v in total.items()}
+        scores = mean_scores(data.valid_x, data.valid_y)
+        return {f"baseline/{k}": v for k, v in scores.items()}
 
     def callbacks(self, run_dir) -> list:
         """samples.png (input | prediction | target) after every epoch."""
