@@ -63,7 +63,8 @@ def split_by_name(files: list[Path]) -> tuple[list[Path], list[Path]]:
     """(train, valid): every VALID_EVERY-th file by sorted name validates."""
     ordered = sorted(files, key=lambda f: f.name)
     valid = ordered[VALID_EVERY - 1::VALID_EVERY]
-    return [f for f in ordered if f not in set(valid)], valid
+    held_out = set(valid)
+    return [f for f in ordered if f not in held_out], valid
 
 
 def load(root: str | None = None, size: int = 128, scale: int = 2, quality: tuple[int, int] = (10, 70),
