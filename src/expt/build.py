@@ -168,19 +168,24 @@ def build_loss(node: DictConfig, task: Task) -> nn.Module:
 
 def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> tuple[list[dict], list]:
     """Optimizer groups, each with an `lr_mult`. Fine-tuning (freeze_epochs > 0) splits the model
-    into its classifier head (lr x1) and the body (lr x body_lr_mult, frozen at first)."""
+    into its new part (lr x1: a classifier's head, a U-Net's decoder) and its pretrained body (lr x
+    body_lr_mult, frozen at first: a classifier's body, a U-Net's encoder)."""
     if freeze_epochs < 0 or body_lr_mult <= 0:
         raise ConfigError("finetune needs freeze_epochs >= 0 and body_lr_mult > 0")
     if freeze_epochs == 0:
         return [{"params": list(model.parameters()), "lr_mult": 1.0}], []
-    get_classifier = getattr(model.body, "get_classifier", None)
-    if get_classifier is None:
-        raise ConfigError("finetune.freeze_epochs needs a model with a classifier head to train first "
-                          "(arch=timm); set finetune.freeze_epochs=0")
-    head = {id(p) for p in get_classifier().parameters()}
-    body = [p for p in model.parameters() if id(p) not in head]
+    encoder, get_classifier = getattr(model.body, "encoder", None), getattr(model.body, "get_classifier", None)
+    if isinstance(encoder, nn.Module):
+        pretrained = {id(p) for p in encoder.parameters()}
+    elif get_classifier is not None:
+        head = {id(p) for p in get_classifier().parameters()}
+        pretrained = {id(p) for p in model.parameters() if id(p) not in head}
+    else:
+        raise ConfigError("finetune.freeze_epochs needs a model with a pretrained body to freeze (arch=timm: all "
+                          "but the classifier head; arch=unet: the encoder); set finetune.freeze_epochs=0")
+    body = [p for p in model.parameters() if id(p) in pretrained]
     return [{"params": body, "lr_mult": body_lr_mult},
-            {"params": [p for p in model.parameters() if id(p) in head], "lr_mult": 1.0}], body
+            {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr_mult": 1.0}], body
 
 
 def loader_for(images) -> type:

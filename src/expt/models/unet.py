@@ -6,6 +6,7 @@ self-attends, concatenates the input before a last residual block, and ends in a
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -74,23 +75,40 @@ class UnetBlock(nn.Module):
 
 
 class TimmEncoder(nn.Module):
-    """A timm model's feature maps (features_only), channels first."""
+    """A timm model's feature maps (features_only), channels first. `norm` is the (mean, std) its
+    weights expect (None from scratch)."""
 
-    def __init__(self, name: str, n_in: int, pretrained: bool, weights: str | None):
+    def __init__(self, name: str, n_in: int, pretrained: bool, weights: str | None, input_shape: Sequence[int]):
         super().__init__()
-        from .timm import check_name, load_weights
-        check_name(name)
-        import timm
-        try:
-            self.body = timm.create_model(name, features_only=True, in_chans=n_in, pretrained=pretrained)
-        except (RuntimeError, ValueError, TypeError, OSError) as e:
-            raise ConfigError(f"arch.encoder={name} cannot be a U-Net encoder ({str(e).splitlines()[0]}); "
-                              "pick a convolutional timm model (resnet34, efficientnet_b0, convnext_atto)") from e
+        from .timm import channel_norm, check_name, check_weights, load_pretrained, quiet_hub, weights_norm
+        check_name(name, "arch.encoder")
         if weights is not None:
-            load_weights(self.body, weights, f"arch.encoder={name}")
+            check_weights(weights, name, "arch.weights")
+        import timm
+        kwargs = dict(features_only=True, in_chans=n_in, pretrained=pretrained and weights is None)
+        quiet_hub()
+        cfg = timm.get_pretrained_cfg(name)
+        if cfg is not None and cfg.fixed_input_size:  # Swin and the like are built for the data's size
+            kwargs["img_size"] = tuple(input_shape[-2:])
+        try:
+            self.body = timm.create_model(name, **kwargs)
+        except (RuntimeError, ValueError, TypeError, OSError, AssertionError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if kwargs["pretrained"] and isinstance(e, OSError):
+                raise ConfigError(f"cannot load pretrained {name} from timm's hub ({first}); pass arch.weights=PATH "
+                                  "to a local file, or arch.pretrained=false") from e
+            raise ConfigError(f"arch.encoder={name} cannot be a U-Net encoder ({first}); pick a convolutional "
+                              "timm model (resnet34, efficientnet_b0, convnext_atto)") from e
+        if weights is not None:
+            load_pretrained(self.body, weights, n_in, name)
         self.channels = list(self.body.feature_info.channels())
         self.reductions = list(self.body.feature_info.reduction())
-        self.channels_last_maps = "swin" in name  # timm's Swin returns NHWC feature maps
+        self.channels_last_maps = getattr(self.body, "output_fmt", "NCHW") == "NHWC"  # timm's Swin
+        self.norm = None
+        if pretrained or weights is not None:
+            mean, std = (weights is not None and weights_norm(weights)) or (self.body.pretrained_cfg["mean"],
+                                                                            self.body.pretrained_cfg["std"])
+            self.norm = (channel_norm(mean, n_in), channel_norm(std, n_in))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.body(x)
@@ -192,7 +210,9 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
 
     encoder: expt's `resnet_k5` or `resnet` (hooks), or any timm model name (features_only);
     pretrained: timm's ImageNet weights (needs the network); weights: a local weights file for the
-    encoder (a timm/torch state dict or an expt checkpoint). y_range: the output's sigmoid range
+    encoder (a timm/torch state dict, an expt classifier's checkpoint, or packaged weights such as
+    efficientnet-lite0), or an expt U-Net checkpoint to start the whole U-Net from (at any image
+    size). With weights, the model carries the normalisation they expect (`input_norm`). y_range: the output's sigmoid range
     (null: no squashing). residual: predict a change of the input (it starts as the identity; needs
     n_in == n_out). input_shape: (C, H, W) and input_stats: the normalisation (mean, std) in front
     of the model, both filled in by the build.
@@ -201,13 +221,38 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
         raise ConfigError(f"arch.residual=true predicts a change of the input: it needs as many channels out "
                           f"as in (here {n_in} in, {n_out} out) and the data's normalisation")
     shape = tuple(input_shape or (n_in, 64, 64))
+    start = unet_checkpoint(weights, encoder)
     if encoder in EXPT_ENCODERS:
-        if pretrained or weights is not None:
+        if pretrained or (weights is not None and start is None):
             raise ConfigError(f"arch.encoder={encoder} is expt's own ResNet: it has no pretrained weights; "
-                              "pick a timm encoder for arch.pretrained or arch.weights")
+                              "pick a timm encoder for arch.pretrained or arch.weights (or pass a U-Net "
+                              "checkpoint of this encoder to arch.weights)")
         from . import resnet
         body = getattr(resnet, encoder)(n_in, 2)
         enc: nn.Module = HookedEncoder(body, n_in, shape)
     else:
-        enc = TimmEncoder(encoder, n_in, pretrained, weights)
-    return DynamicUnet(enc, n_in, n_out, blur, self_attention, y_range, input_stats if residual else None)
+        enc = TimmEncoder(encoder, n_in, pretrained and start is None, None if start else weights, shape)
+    norm = start or getattr(enc, "norm", None)  # what the weights expect, else the data's
+    model = DynamicUnet(enc, n_in, n_out, blur, self_attention, y_range, (norm or input_stats) if residual else None)
+    if start is not None:
+        from .timm import load_weights
+        load_weights(model, weights, f"arch.weights (a U-Net over {encoder})", exact=True)
+    if norm is not None:
+        model.input_norm = norm
+    return model
+
+
+def unet_checkpoint(weights: str | None, encoder: str) -> tuple | None:
+    """For arch.weights that are an expt U-Net checkpoint (a run to continue at another size, say):
+    the normalisation it was trained with; None for any other weights (an encoder's)."""
+    from ..checkpoint import is_checkpoint, read_meta
+    if weights is None or not is_checkpoint(Path(weights).expanduser()):
+        return None
+    meta = read_meta(Path(weights).expanduser())
+    arch = meta["config"].get("arch", {})
+    if not str(arch.get("_target_", "")).endswith(".unet"):
+        return None  # a classifier's checkpoint: its body is the encoder
+    if arch.get("encoder") != encoder:
+        raise ConfigError(f"arch.weights={weights} is a U-Net over {arch.get('encoder')}, not {encoder}; "
+                          f"set arch.encoder={arch.get('encoder')}")
+    return tuple(meta["mean"]), tuple(meta["std"])

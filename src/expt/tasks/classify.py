@@ -36,10 +36,11 @@ class Classify:
         return len(self.heads) > 1
 
     def check_loss(self, loss: nn.Module) -> None:
-        if isinstance(loss, (nn.L1Loss, nn.MSELoss)):
+        from ..losses import FeatureLoss, MultiTask
+        if isinstance(loss, (nn.L1Loss, nn.MSELoss, FeatureLoss)):
             raise ConfigError(f"loss={type(loss).__name__} compares images, and this data's targets are classes; "
                               "use loss=cross_entropy (or label_smoothing, multi_task)")
-        if self.multi and not hasattr(loss, "components"):
+        if self.multi and not isinstance(loss, MultiTask):
             raise ConfigError(f"the data has {len(self.heads)} targets ({', '.join(self.heads)}): use "
                               "loss=multi_task, or data.targets=[label] for one")
 

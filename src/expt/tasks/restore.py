@@ -24,18 +24,25 @@ class Restore:
         return self.channels
 
     def check_loss(self, loss: nn.Module) -> None:
-        if isinstance(loss, nn.CrossEntropyLoss) or hasattr(loss, "components"):
+        from ..losses import MultiTask
+        if isinstance(loss, (nn.CrossEntropyLoss, MultiTask)):
             raise ConfigError(f"loss={type(loss).__name__} needs class labels, and this data's targets are "
-                              "images; use loss=l1 or loss=mse")
+                              "images; use loss=l1, loss=mse or loss=feature")
 
     def check_data(self, data) -> None:
         """Nothing beyond the batch size: every image is its own target."""
 
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
-        return {} if training else image_sums(preds, y)
+        """The parts of a loss that has them (loss=feature: pixel, feature, gram), and on validation
+        batches the sums of PSNR and SSIM."""
+        sums = {f"{name}_loss": part.float() * len(y) for name, part in getattr(loss, "components", {}).items()}
+        return sums if training else sums | image_sums(preds, y)
 
     def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
-        return {"val/psnr": valid["psnr"], **({"val/ssim": valid["ssim"]} if "ssim" in valid else {})}
+        row = {"val/psnr": valid["psnr"], **({"val/ssim": valid["ssim"]} if "ssim" in valid else {})}
+        for key in (k for k in train if k.endswith("_loss")):
+            row |= {f"train/{key}": train[key], f"val/{key}": valid[key]}
+        return row
 
     def baseline(self, data) -> dict[str, float]:
         """PSNR and SSIM of the validation inputs themselves (resized back to the target size:
