@@ -5,6 +5,7 @@
 #   bash scripts/gpu_bench.sh aug20 erase50 copy25    # the course table (issue 4)
 #   bash scripts/gpu_bench.sh tune20                  # lr x loss sweep of the 20-epoch recipe (reruns resume)
 #   bash scripts/gpu_bench.sh timm imagenette         # issues 5 and 6 (imagenette: prepare --imagenette)
+#   bash scripts/gpu_bench.sh superres                # issue 15 on the pets sample (prepare --pets)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import hydra" 2>/dev/null; then
@@ -44,6 +45,10 @@ for stage in "$@"; do
           done ;;
     imagenette) python3 scripts/bench_cache.py --root .devdata/imagenette 2>&1 | tee -a "$OUT/imagenette.txt"
                 recipe imagenette_5ep -- experiment=imagenette_5ep ;;
+    superres) # the lesson-scale recipe, offline (Lite0 encoder and features), on the 370-image sample at 256 px
+              python3 -m expt.cli train experiment=pets_superres arch.encoder=tf_efficientnet_lite0 \
+                arch.pretrained=false arch.weights=efficientnet-lite0 loss=feature_lite0 \
+                hydra.run.dir=outputs/gpu/pets_superres 2>&1 | tail -25 | tee -a "$OUT/superres.txt" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

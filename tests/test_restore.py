@@ -12,7 +12,7 @@ from expt.callbacks import AugmentCB
 from expt.data import pets
 from expt.errors import ConfigError, DataError
 from expt.metrics import psnr, ssim
-from expt.models.unet import PixelShuffleICNR, unet
+from expt.models.unet import PixelShuffleICNR, SelfAttention, unet
 from expt.rebuild import model_from_checkpoint
 
 
@@ -95,6 +95,8 @@ def test_unet_gives_an_image_of_the_input_size(encoder, size):
     model = unet(3, 3, encoder=encoder, input_shape=(3, size, size), self_attention=True, blur=True)
     out = model(torch.rand(2, 3, size, size))
     assert out.shape == (2, 3, size, size) and 0 <= out.min() and out.max() <= 1
+    attends = [i for i, block in enumerate(model.blocks) if isinstance(block.attn, SelfAttention)]
+    assert attends == [max(len(model.blocks) - 3, 0)]  # the third-last decoder block, as fastai
     out.mean().backward()
     assert all(p.grad is not None for p in model.encoder.parameters() if p.requires_grad)
 

@@ -174,9 +174,10 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
         raise ConfigError("finetune needs freeze_epochs >= 0 and body_lr_mult > 0")
     if freeze_epochs == 0:
         return [{"params": list(model.parameters()), "lr_mult": 1.0}], []
-    encoder, get_classifier = getattr(model.body, "encoder", None), getattr(model.body, "get_classifier", None)
-    if isinstance(encoder, nn.Module):
-        pretrained = {id(p) for p in encoder.parameters()}
+    from .models.unet import DynamicUnet
+    get_classifier = getattr(model.body, "get_classifier", None)
+    if isinstance(model.body, DynamicUnet):
+        pretrained = {id(p) for p in model.body.encoder.parameters()}
     elif get_classifier is not None:
         head = {id(p) for p in get_classifier().parameters()}
         pretrained = {id(p) for p in model.parameters() if id(p) not in head}

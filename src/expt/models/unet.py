@@ -166,7 +166,8 @@ class DynamicUnet(nn.Module):
         blocks, up_c = [], middle
         for i, skip_c in enumerate(reversed(chs[:-1])):
             out_c = max(skip_c, 16)
-            blocks.append(UnetBlock(up_c, skip_c, out_c, blur, self_attention and i == len(chs) - 3))
+            attend = self_attention and i == max(len(chs) - 4, 0)  # the third-last block, as fastai
+            blocks.append(UnetBlock(up_c, skip_c, out_c, blur, attend))
             up_c = out_c
         self.blocks = nn.ModuleList(blocks)
         first = reds[0]  # e.g. 4 for ConvNeXt's stem, 1 for expt's ResNets
@@ -212,8 +213,8 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
     pretrained: timm's ImageNet weights (needs the network); weights: a local weights file for the
     encoder (a timm/torch state dict, an expt classifier's checkpoint, or packaged weights such as
     efficientnet-lite0), or an expt U-Net checkpoint to start the whole U-Net from (at any image
-    size). With weights, the model carries the normalisation they expect (`input_norm`). y_range: the output's sigmoid range
-    (null: no squashing). residual: predict a change of the input (it starts as the identity; needs
+    size). With weights, the model carries the normalisation they expect (`input_norm`).
+    y_range: the output's sigmoid range (null: no squashing). residual: predict a change of the input (it starts as the identity; needs
     n_in == n_out). input_shape: (C, H, W) and input_stats: the normalisation (mean, std) in front
     of the model, both filled in by the build.
     """
