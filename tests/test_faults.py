@@ -23,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import FILES, assert_one_line, make_fashion_mnist, make_imagenette, start_expt, write_idx
+from conftest import FILES, assert_one_line, make_fashion_mnist, make_imagenette, run_expt, start_expt, write_idx
 from expt.build import build_model
 from expt.rebuild import model_from_checkpoint
 from expt.checkpoint import FORMAT, save_model
@@ -559,3 +559,25 @@ def test_expt_data_without_apt_or_network_is_one_line(tmp_path, expt_in, monkeyp
     monkeypatch.setattr(fm, "download", no_network)
     result = expt_in(["data", "fashion_mnist"], EXPT_DATA=tmp_path / "none")
     assert_one_line(result, 2, "Fashion-MNIST not found", "download failed (OSError: no network)")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resumes_like_ctrl_c(tmp_path, isolated_env, fmnist_dir):
+    """A scheduler's stop (SIGTERM, e.g. SLURM at the time limit) keeps the weights; exit 143."""
+    common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=8", "data.train_subset=512"]
+    cut = tmp_path / "cut"
+    proc = start_expt([*common, f"hydra.run.dir={cut}"], tmp_path, isolated_env)
+    deadline = time.time() + 120
+    while not (cut / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: terminated (SIGTERM); weights saved, resume with") and "Traceback" not in err
+    assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
+    assert (cut / "model.safetensors").exists()
+    resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path,
+                       env=isolated_env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert pd.read_csv(tmp_path / "resumed" / "metrics.csv")["epoch"].tolist() == list(range(1, 9))

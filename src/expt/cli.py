@@ -185,6 +185,23 @@ def resume_defaults(args: list[str]) -> list[str]:
     return keep + args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler ending a job): handled as Ctrl-C is (weights saved, the run
+    resumable), with exit code 143."""
+
+
+def interrupted_code(error: BaseException | None = None) -> int:
+    return 143 if isinstance(error, Terminated) or TERMINATED else 130
+
+
+TERMINATED: list[int] = []  # set once SIGTERM arrived
+
+
+def on_sigterm(signum, frame) -> None:
+    TERMINATED.append(signum)
+    raise Terminated()
+
+
 def run_command(command: str, args: list[str]) -> None:
     import os
     from pathlib import Path
@@ -240,7 +257,8 @@ def run_command(command: str, args: list[str]) -> None:
             remove_if_unused(run_dir)
         console.print(f"outputs: {outputs}")
         if summary.get("status") == "interrupted":
-            fail(f"interrupted; weights saved, resume with `expt train resume={run_dir}`", 130)
+            why = "terminated (SIGTERM)" if TERMINATED else "interrupted"
+            fail(f"{why}; weights saved, resume with `expt train resume={run_dir}`", interrupted_code())
         if summary.get("status") == "diverged":
             model = run_dir / "model.safetensors"
             kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {model}" if model.is_file()
@@ -260,11 +278,12 @@ def run_command(command: str, args: list[str]) -> None:
         fail(os_error_line(e), 1)
     except (HydraException, OmegaConfBaseException) as e:
         fail(one_line(e))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if command == "sweep" and sweep_dir:
             aggregate_only([sweep_dir], check=False)
-        fail("interrupted" + ("; run the same sweep again to finish it (finished jobs are skipped)"
-                              if command == "sweep" else ""), 130)
+        fail(("terminated (SIGTERM)" if interrupted_code(e) == 143 else "interrupted")
+             + ("; run the same sweep again to finish it (finished jobs are skipped)" if command == "sweep" else ""),
+             interrupted_code(e))
     if command == "sweep" and "--help" not in args and "--cfg" not in args:
         aggregate_only([sweep_dir])
 
@@ -344,7 +363,13 @@ def main(argv: list[str] | None = None) -> None:
         return get_data(args)
     if command == "train" and any(a in ("-m", "--multirun") for a in args):
         command = "sweep"  # many trainings: a failing job must not stop the others
-    run_command(command, args)
+    import signal
+    before = signal.signal(signal.SIGTERM, on_sigterm)
+    TERMINATED.clear()
+    try:
+        run_command(command, args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":
