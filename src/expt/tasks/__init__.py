@@ -6,11 +6,12 @@ writes. Classification (one or several heads) is `Classify`; a new kind of work 
 """
 
 from .classify import Classify
+from .critique import Critique
 from .restore import Restore
 
-__all__ = ["Classify", "Restore", "Task", "task_for", "task_from_meta"]
-TASKS = {"classify": Classify, "restore": Restore}
-Task = Classify | Restore
+__all__ = ["Classify", "Critique", "Restore", "Task", "task_for", "task_from_meta"]
+TASKS = {"classify": Classify, "restore": Restore, "critic": Critique}
+Task = Classify | Restore | Critique
 
 
 def task_for(data) -> Task:

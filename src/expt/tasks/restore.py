@@ -24,8 +24,8 @@ class Restore:
         return self.channels
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import MultiTask
-        if isinstance(loss, (nn.CrossEntropyLoss, MultiTask)):
+        from ..losses import MultiTask, PatchBCE
+        if isinstance(loss, (nn.CrossEntropyLoss, MultiTask, PatchBCE)):
             raise ConfigError(f"loss={type(loss).__name__} needs class labels, and this data's targets are "
                               "images; use loss=l1, loss=mse or loss=feature")
 
