@@ -8,7 +8,8 @@ process each, for each seed; the table reads their summary.json files.
 Encoders: EfficientNet-Lite0 with ImageNet weights (expt[lite0]), a resnet18 trained on Imagenette
 by expt (--resnet18: its model.safetensors), and the same resnet18 from scratch. The pretrained
 encoders are fine-tuned: frozen for the first --freeze epochs, then at 1/10 of the lr. Losses: l1
-and the feature loss over Lite0 (loss=feature_lite0). `--reuse` keeps runs that have a summary.json.
+and the feature loss over Lite0 (loss=feature_lite0). `--reuse` keeps runs that have a summary.json;
+`--encoders`/`--losses` pick rows; `--table` trains nothing and tabulates the runs there are.
 """
 
 import argparse
@@ -47,30 +48,38 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--out", default="outputs/bench_superres")
     parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--encoders", nargs="+", help="only these encoders (names as in the table)")
+    parser.add_argument("--losses", nargs="+", help="only these losses (names as in the table)")
+    parser.add_argument("--table", action="store_true", help="train nothing: tabulate the runs there are")
     parser.add_argument("overrides", nargs="*", help="expt train overrides for every run (after --)")
     args = parser.parse_args()
     rows = []
     for enc, enc_args in encoders(args.resnet18, args.freeze).items():
         for loss, loss_args in LOSSES.items():
+            if (args.encoders and enc not in args.encoders) or (args.losses and loss not in args.losses):
+                continue
             summaries = []
             for seed in args.seeds:
                 run_dir = Path(args.out) / f"{enc}_{loss}_seed{seed}".replace(" ", "_").replace("(", "").replace(")", "")
-                if not (args.reuse and (run_dir / "summary.json").exists()):
+                if args.table and not (run_dir / "summary.json").exists():
+                    continue
+                if not args.table and not (args.reuse and (run_dir / "summary.json").exists()):
                     cmd = [sys.executable, "-m", "expt.cli", "train", "experiment=pets_superres_cpu",
                            f"epochs={args.epochs}", f"seed={seed}", *enc_args, *loss_args, *args.overrides,
                            f"hydra.run.dir={run_dir}"]
                     print(" ".join(cmd[3:]), flush=True)
                     subprocess.run(cmd, check=True)
                 summaries.append(json.loads((run_dir / "summary.json").read_text()))
-            rows.append((enc, loss, summaries))
+            if summaries:
+                rows.append((enc, loss, summaries))
 
     first = rows[0][2][0]
-    table = Table(title=f"pets super-resolution, {args.epochs} epochs, seeds {args.seeds}, {first['device']}; "
+    table = Table(title=f"pets super-resolution, {args.epochs} epochs, {first['device']}; "
                         f"bicubic {first['baseline/psnr']:.2f} dB / SSIM {first['baseline/ssim']:.3f}")
-    for col in ("encoder", "loss", "val/psnr dB", "gain dB", "val/ssim", "s/epoch"):
+    for col in ("encoder", "loss", "seeds", "val/psnr dB", "gain dB", "val/ssim", "s/epoch"):
         table.add_column(col, justify="left" if col in ("encoder", "loss") else "right")
     for enc, loss, runs in sorted(rows, key=lambda r: -statistics.mean(s["val/psnr"] for s in r[2])):
-        table.add_row(enc, loss, stat([s["val/psnr"] for s in runs]),
+        table.add_row(enc, loss, str(len(runs)), stat([s["val/psnr"] for s in runs]),
                       stat([s["val/psnr"] - s["baseline/psnr"] for s in runs]), stat([s["val/ssim"] for s in runs]),
                       f"{statistics.mean(s['seconds_per_epoch'] for s in runs):.1f}")
     output_console().print(table)

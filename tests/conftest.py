@@ -141,6 +141,19 @@ def start_expt(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+def signal_after_first_epoch(args: list[str], run_dir: Path, cwd: Path, env: dict, sig) -> tuple[int, str]:
+    """Start `expt` with hydra.run.dir=run_dir, send `sig` once the first epoch's last.pt is there,
+    wait for it to end; returns (exit code, stderr)."""
+    import time
+    proc = start_expt([*args, f"hydra.run.dir={run_dir}"], cwd, env)
+    deadline = time.time() + 120
+    while not (run_dir / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
 def has_cuda() -> bool:
     return torch.cuda.is_available()
 

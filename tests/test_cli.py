@@ -4,14 +4,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import FILES, SHARED_DATA, assert_one_line, has_cuda, make_fashion_mnist, run_expt, start_expt
+from conftest import (FILES, SHARED_DATA, assert_one_line, has_cuda, make_fashion_mnist, run_expt,
+                      signal_after_first_epoch)
 from expt.rebuild import model_from_checkpoint
 from expt.errors import CheckpointError
 
@@ -130,13 +130,8 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir
     assert full.returncode == 0, full.stderr
 
     cut = tmp_path / "cut"
-    proc = start_expt([*common, f"hydra.run.dir={cut}"], tmp_path, isolated_env)
-    deadline = time.time() + 120
-    while not (cut / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = signal_after_first_epoch(common, cut, tmp_path, isolated_env, signal.SIGINT)
+    assert code == 130, err
     assert "resume" in err and json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
     assert (cut / "model.safetensors").exists()
 

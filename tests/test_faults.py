@@ -23,7 +23,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import FILES, assert_one_line, make_fashion_mnist, make_imagenette, run_expt, start_expt, write_idx
+from conftest import (FILES, assert_one_line, make_fashion_mnist, make_imagenette, run_expt, signal_after_first_epoch,
+                      start_expt, write_idx)
 from expt.build import build_model
 from expt.rebuild import model_from_checkpoint
 from expt.checkpoint import FORMAT, save_model
@@ -566,13 +567,8 @@ def test_sigterm_saves_and_resumes_like_ctrl_c(tmp_path, isolated_env, fmnist_di
     """A scheduler's stop (SIGTERM, e.g. SLURM at the time limit) keeps the weights; exit 143."""
     common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=8", "data.train_subset=512"]
     cut = tmp_path / "cut"
-    proc = start_expt([*common, f"hydra.run.dir={cut}"], tmp_path, isolated_env)
-    deadline = time.time() + 120
-    while not (cut / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    code, err = signal_after_first_epoch(common, cut, tmp_path, isolated_env, signal.SIGTERM)
+    assert code == 143, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: terminated (SIGTERM); weights saved, resume with") and "Traceback" not in err
     assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
