@@ -3,6 +3,7 @@ pretrained config (when pretrained), resizing on the device for fixed-size model
 
 import difflib
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -171,7 +172,9 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(file))
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # older files (the Lite0 package's) trigger a protocol notice
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # damaged or foreign files, pickled code (torch's advice to unpickle is left out)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
         raise ConfigError(f"weights file {path} cannot be read as tensors ({first}); expt loads only plain "
