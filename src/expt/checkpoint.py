@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 FORMAT = "expt-checkpoint/1"
 META_KEYS = ("config", "mean", "std", "versions")  # required; the task's keys and "input_shape" too
@@ -184,7 +184,7 @@ def load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for damaged or foreign files (pickled code too)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise CheckpointError(f"cannot resume from {path}: not an expt training state ({first})") from e
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
     if missing:

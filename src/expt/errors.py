@@ -17,3 +17,8 @@ class ConfigError(ExptError):
 
 class CheckpointError(ExptError):
     """A checkpoint is missing, corrupt, or does not fit the run."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first line (its type's name when it has no message), for one-line errors."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

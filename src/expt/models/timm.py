@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 
 class Resize(nn.Module):
@@ -176,7 +176,7 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # damaged or foreign files, pickled code (torch's advice to unpickle is left out)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+        first = first_line(e).split(". ")[0]
         raise ConfigError(f"weights file {path} cannot be read as tensors ({first}); expt loads only plain "
                           "tensors (a state dict, safetensors or an expt checkpoint)") from e
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from .layers import ResBlock, conv, init_weights
 
 EXPT_ENCODERS = ("resnet_k5", "resnet")
@@ -93,7 +93,7 @@ class TimmEncoder(nn.Module):
         try:
             self.body = timm.create_model(name, **kwargs)
         except (RuntimeError, ValueError, TypeError, OSError, AssertionError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             if kwargs["pretrained"] and isinstance(e, OSError):
                 raise ConfigError(f"cannot load pretrained {name} from timm's hub ({first}); pass arch.weights=PATH "
                                   "to a local file, or arch.pretrained=false") from e
