@@ -6,6 +6,11 @@
 #   bash scripts/gpu_bench.sh tune20                  # lr x loss sweep of the 20-epoch recipe (reruns resume)
 #   bash scripts/gpu_bench.sh timm imagenette         # issues 5 and 6 (imagenette: prepare --imagenette)
 #   bash scripts/gpu_bench.sh superres                # issue 15 on the pets sample (prepare --pets)
+#   BUDGET=520 bash scripts/gpu_bench.sh smoke recipe5 loop aug20 copy25   # one call, in priority order
+# smoke: one CUDA epoch of the default recipe, to see the GPU path work before the long stages.
+# BUDGET (seconds, default 3000): every command gets only what is left of it (SIGTERM, which expt
+# handles like Ctrl-C), so a device call ends with its logs in $OUT before the call's own limit.
+# At the end, each run's summary.json and metrics.csv are copied under $OUT/runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import hydra" 2>/dev/null; then
@@ -17,12 +22,28 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src" EXPT_DATA=$PWD/.devdata 
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
 nvidia-smi -L | tee -a "$OUT/device.txt"
+END=$((SECONDS + ${BUDGET:-3000}))
+PY=$(type -P python3)
+python3() {  # every Python command runs within what is left of BUDGET
+  local left=$((END - SECONDS))
+  if [ "$left" -le 5 ]; then echo "BUDGET spent: skipped python3 $*" >&2; return 124; fi
+  timeout --kill-after=10 "$left" "$PY" "$@"
+}
+collect() {
+  for f in outputs/gpu/*/summary.json outputs/gpu/*/*/summary.json outputs/gpu/*/metrics.csv outputs/gpu/*/*/metrics.csv \
+           outputs/gpu/*/*/tta_*.json; do
+    [ -f "$f" ] && mkdir -p "$OUT/runs/$(dirname "${f#outputs/gpu/}")" && cp "$f" "$OUT/runs/${f#outputs/gpu/}"
+  done
+}
+trap collect EXIT
 recipe() {  # name, then bench_recipe.py options and -- overrides
   local name=$1; shift
   python3 scripts/bench_recipe.py --seeds 1 2 3 --out "outputs/gpu/$name" "$@" 2>&1 | tee -a "$OUT/$name.txt"
 }
 for stage in "$@"; do
+  echo "== $stage at ${SECONDS}s" | tee -a "$OUT/stages.txt"
   case $stage in
+    smoke) python3 -m expt.cli train epochs=1 device=cuda hydra.run.dir=outputs/gpu/smoke 2>&1 | tail -15 | tee -a "$OUT/smoke.txt" ;;
     loop) python3 scripts/bench_loop.py 2>&1 | tee -a "$OUT/loop.txt"
           python3 scripts/bench_augment.py 2>&1 | tee -a "$OUT/loop.txt"
           python3 scripts/bench_checkpoint.py 2>&1 | tee -a "$OUT/loop.txt"
