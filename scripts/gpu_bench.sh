@@ -22,6 +22,7 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src" EXPT_DATA=$PWD/.devdata 
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
 nvidia-smi -L | tee -a "$OUT/device.txt"
+python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 END=$((SECONDS + ${BUDGET:-3000}))
 PY=$(type -P python3)
 python3() {  # every Python command runs within what is left of BUDGET
@@ -32,7 +33,7 @@ python3() {  # every Python command runs within what is left of BUDGET
 collect() {
   for f in outputs/gpu/*/summary.json outputs/gpu/*/*/summary.json outputs/gpu/*/metrics.csv outputs/gpu/*/*/metrics.csv \
            outputs/gpu/*/*/tta_*.json; do
-    [ -f "$f" ] && mkdir -p "$OUT/runs/$(dirname "${f#outputs/gpu/}")" && cp "$f" "$OUT/runs/${f#outputs/gpu/}"
+    [ -f "$f" ] && mkdir -p "$OUT/runs" && cp "$f" "$OUT/runs/$(echo "${f#outputs/gpu/}" | tr / _)"  # flat: the device tool drops deep folders
   done
 }
 trap collect EXIT
