@@ -13,7 +13,7 @@ from expt.errors import ConfigError
 from expt.tasks import task_for
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "expt" / "conf"
-GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "experiment", "debug"]
+GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "gan", "experiment", "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -46,11 +46,14 @@ def test_every_group_has_options():
 
 
 RESTORE = {("arch", "unet"), ("loss", "l1"), ("loss", "mse"), ("loss", "feature"), ("loss", "feature_lite0"),
-           ("data", "pets"), ("experiment", "pets_superres_cpu"), ("experiment", "pets_superres")}  # image targets
+           ("data", "pets"), ("experiment", "pets_superres_cpu"), ("experiment", "pets_superres"),
+           ("gan", "superres"), ("experiment", "pets_gan")}  # image targets
 # options that download timm's ImageNet weights: built here from a local file instead (no network in tests)
 OFFLINE = {("loss", "feature"): ["loss.pretrained=false", "loss.net=resnet18", "loss.weights={weights}"],
            ("experiment", "pets_superres"): ["arch.pretrained=false", "loss.pretrained=false", "loss.net=resnet18",
-                                             "loss.weights={weights}"]}
+                                             "loss.weights={weights}"],
+           ("gan", "superres"): ["gan.critic_arch.n_blocks=1"],  # a critic for the 32 px test images
+           ("experiment", "pets_gan"): ["gan.critic_arch.n_blocks=1"]}
 
 
 CRITIC = {("arch", "critic"), ("loss", "patch_bce"), ("data", "critic"), ("experiment", "pets_critic")}
@@ -101,6 +104,26 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     opt.step()
     sched.step()
     assert out.shape == ((4, 3, 32, 32) if restore else (4, 1) if critic else (4, 10))
+    spec = make("gan", cfg.gan)
+    if spec is not None:  # a GAN's critic and step, and one step of each model
+        gan_step_runs(spec, cfg, data, task, model, loss)
+
+
+def gan_step_runs(spec, cfg, data, task, model, loss) -> None:
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from expt.build import build_gan_step
+    run = SimpleNamespace(task=task, data=data, model=model, device=torch.device("cpu"), precision="fp32")
+    step = build_gan_step(spec, run, cfg.optimizer, torch.contiguous_format)
+    x = data.train_x.float() / 255
+    learn = SimpleNamespace(xb=x, yb=x, autocast=nullcontext(), scaler=torch.amp.GradScaler(enabled=False),
+                            opt=make("optimizer", cfg.optimizer)(model.parameters()), loss_func=loss,
+                            callback=lambda event: None)
+    for turn in (False, True):
+        step.switcher.generator_turn = turn
+        step(learn)
+    assert step.counts == {"generator": 0.0, "critic": 0.0} and step.epoch_means()["train/generator_share"] == 0.5
 
 
 def test_default_is_the_course_recipe():

@@ -1,4 +1,4 @@
-"""GAN parts (issue 16): the critic."""
+"""GANs (issue 16): the critic, the switchers, the GAN step and GAN runs."""
 
 import pytest
 import torch
@@ -106,3 +106,166 @@ def test_a_critic_pretrains_on_real_against_generated(tmp_path, expt_in, monkeyp
                              f"hydra.run.dir={tmp_path / 'r3'}"]), 2, "is a critic checkpoint, not a generator")
     assert_one_line(expt_in([*common, "arch.n_blocks=1", "loss=cross_entropy", f"hydra.run.dir={tmp_path / 'r4'}"]),
                     2, "does not fit a critic", "loss=patch_bce")
+
+
+def toy_gan(switcher):
+    """A tiny generator (conv + BatchNorm, so it has statistics that must not move while idle), a
+    critic for 32 px, their optimizers and a stand-in for the learner's fields the step reads."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from expt.gan import GanSpec, GanStep
+    torch.manual_seed(0)
+    generator = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                    torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Sigmoid())
+    judge = critic(3, nf=8, n_blocks=1, input_shape=(3, 32, 32))
+    gen_opt = torch.optim.Adam(generator.parameters(), 1e-3, betas=(0.0, 0.99))
+    critic_opt = torch.optim.Adam(judge.parameters(), 5e-3, betas=(0.0, 0.99))
+    spec = GanSpec(None, None, {}, "bce", switcher, 1.0, 50.0, 5.0)
+    step = GanStep(generator, judge, critic_opt, spec, "fp32", torch.device("cpu"))
+    events = []
+    learn = SimpleNamespace(xb=torch.rand(4, 3, 32, 32), yb=torch.rand(4, 3, 32, 32), autocast=nullcontext(),
+                            scaler=torch.amp.GradScaler(enabled=False), opt=gen_opt, loss_func=torch.nn.L1Loss(),
+                            callback=events.append)
+    return step, learn, events
+
+
+def snapshot(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_idle_model_does_not_move_bitwise():
+    """Critic steps leave every generator tensor (weights, BatchNorm statistics) as it was, and
+    generator steps every critic tensor (spectral norm's vectors too); the active one moves."""
+    from expt.gan import FixedSwitcher
+    step, learn, events = toy_gan(FixedSwitcher(n_critic=1, n_generator=1))
+    for turn in ("critic", "generator", "critic", "generator"):
+        gen, crit = snapshot(step.generator), snapshot(step.critic)
+        step(learn)
+        assert same(gen, snapshot(step.generator)) == (turn == "critic"), turn
+        assert same(crit, snapshot(step.critic)) == (turn == "generator"), turn
+    assert events.count("after_step") == 4 and events.count("after_loss") == 2  # after_loss: generator steps
+    means = step.epoch_means()
+    assert means["train/generator_share"] == 0.5
+    assert 0 <= means["train/critic_real_acc"] <= 1 and 0 <= means["train/critic_fake_acc"] <= 1
+    assert means["train/critic_loss"] > 0 and means["train/adv_loss"] > 0
+    assert step.epoch_means()["train/generator_share"] == 0  # the sums start again each epoch
+
+
+def test_the_gan_step_follows_its_switcher_and_saves_its_turn():
+    from expt.gan import AdaptiveSwitcher
+    step, learn, events = toy_gan(AdaptiveSwitcher(critic_threshold=10.0))  # every critic loss is below it
+    turns = []
+    for _ in range(4):
+        turns.append("g" if step.switcher.generator_turn else "c")
+        step(learn)
+    assert "".join(turns) == "cgcg"
+    state = step.state_dict()
+    again, _, _ = toy_gan(AdaptiveSwitcher(critic_threshold=10.0))
+    again.switcher.after_step(0.0)  # another turn, put back by load_state_dict
+    again.load_state_dict(state)
+    assert again.switcher.generator_turn == step.switcher.generator_turn
+    assert same(snapshot(again.critic), snapshot(step.critic))
+    assert again.critic_opt.state_dict()["state"].keys() == step.critic_opt.state_dict()["state"].keys()
+
+
+def test_gan_losses():
+    from expt.gan import adversarial_loss, critic_loss, says_real
+    confident = torch.full((2, 4), 20.0)
+    assert critic_loss(torch.zeros(2, 4), torch.zeros(2, 4), "bce").item() == pytest.approx(0.6931, abs=1e-4)
+    assert critic_loss(confident, -confident, "bce").item() < 1e-6
+    assert critic_loss(confident, -confident, "hinge").item() == 0
+    assert adversarial_loss(confident, "bce").item() < 1e-6 and adversarial_loss(confident, "hinge").item() == -20
+    assert says_real(torch.tensor([[3.0, -1.0], [-3.0, 1.0]]), "bce").tolist() == [True, False]
+
+
+@pytest.fixture(scope="module")
+def gan_parts(tmp_path_factory):
+    """Generated pets, a 32 px generator (1 epoch) and a critic pretrained on its outputs (1 epoch)."""
+    import os
+
+    from conftest import run_expt
+    from test_restore import make_pets
+    root = tmp_path_factory.mktemp("gan")
+    env = {**os.environ, "EXPT_CACHE": str(root / "cache"), "EXPT_DATA": str(root / "none")}
+    pets = make_pets(root / "pets")
+    gen, crit = root / "gen", root / "critic"
+    data = [f"data.root={pets}", "data.size=32", "data.workers=1", "device=cpu", "bs=4"]
+    result = run_expt(["train", "experiment=pets_superres_cpu", *data, "epochs=1", f"hydra.run.dir={gen}"], root, env)
+    assert result.returncode == 0, result.stderr
+    result = run_expt(["train", "experiment=pets_critic", f"data.generator={gen / 'model.safetensors'}", "arch.nf=8",
+                       "arch.n_blocks=1", "device=cpu", "bs=4", "epochs=1", f"hydra.run.dir={crit}"], root, env)
+    assert result.returncode == 0, result.stderr
+    gan = ["train", "experiment=pets_gan", *data, f"gan.generator={gen / 'model.safetensors'}",
+           f"gan.critic={crit / 'model.safetensors'}"]
+    return {"env": env, "gen": gen, "critic": crit, "pets": pets, "gan": gan}
+
+
+def test_a_gan_run_trains_both_models_and_logs_them(tmp_path, gan_parts, expt_in, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from safetensors.torch import load_file
+    monkeypatch.setenv("EXPT_CACHE", gan_parts["env"]["EXPT_CACHE"])
+    run = tmp_path / "gan"
+    result = expt_in([*gan_parts["gan"], "gan.switcher=fixed", "epochs=2", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_csv(run / "metrics.csv")
+    assert rows["train/generator_share"].tolist() == [0.5, 0.5]  # fixed 1:1, 4 batches an epoch
+    for column in ("train/critic_loss", "train/critic_real_acc", "train/critic_fake_acc", "train/adv_loss",
+                   "train/loss", "val/psnr", "val/ssim"):
+        assert rows[column].notna().all(), column
+    assert (run / "samples.png").stat().st_size > 0
+    # the generator started from gan.generator; model.safetensors holds the generator alone
+    start = load_file(str(gan_parts["gen"] / "model.safetensors"))
+    end = load_file(str(run / "model.safetensors"))
+    assert start.keys() == end.keys() and any(not torch.equal(start[k], end[k]) for k in start)
+    assert json.loads((run / "summary.json").read_text())["headline"] == "val/psnr"
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert set(state["gan"]) == {"critic", "critic_opt", "switcher", "critic_scaler"}
+    tta = expt_in(["tta", f"ckpt={run / 'model.safetensors'}", f"data.root={gan_parts['pets']}"])
+    assert tta.returncode == 0, tta.stderr  # tta (and predict) use the generator alone
+
+
+@pytest.mark.slow
+def test_a_killed_gan_run_resumes_exactly(tmp_path, gan_parts, isolated_env):
+    import signal
+
+    import pandas as pd
+
+    from conftest import run_expt, signal_after_first_epoch
+    env = isolated_env | {"EXPT_CACHE": gan_parts["env"]["EXPT_CACHE"]}
+    common = [*gan_parts["gan"], "epochs=4", "gan.critic_threshold=0.69"]  # the adaptive switcher, both turns
+    cut = tmp_path / "cut"
+    code, err = signal_after_first_epoch(common, cut, tmp_path, env, signal.SIGKILL)
+    assert code == -signal.SIGKILL, err
+    resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], tmp_path, env)
+    assert resumed.returncode == 0, resumed.stderr
+    full = run_expt([*common, f"hydra.run.dir={tmp_path / 'full'}"], tmp_path, env)
+    assert full.returncode == 0, full.stderr
+    a, b = (pd.read_csv(tmp_path / run / "metrics.csv") for run in ("full", "resumed"))
+    assert list(b["epoch"]) == [1, 2, 3, 4]
+    for column in ("val/loss", "train/critic_loss", "train/generator_share"):
+        assert b[column].tolist() == pytest.approx(a[column].tolist(), rel=1e-5, nan_ok=True), column
+
+
+def test_gan_refusals_are_one_line(tmp_path, gan_parts, expt_in, monkeypatch, fmnist_dir):
+    from conftest import assert_one_line
+    monkeypatch.setenv("EXPT_CACHE", gan_parts["env"]["EXPT_CACHE"])
+    gan, crit = gan_parts["gan"], gan_parts["critic"] / "model.safetensors"
+    cases = [
+        ([*gan[:-2], f"gan.generator={crit}"], ["is a critic checkpoint, not a generator"]),
+        ([*gan[:-1], f"gan.critic={gan_parts['gen'] / 'model.safetensors'}"], ["is a restore checkpoint, not a critic"]),
+        ([*gan, "data.size=64"], ["gan.critic=", "judges images of [3, 32, 32]", "this run's are [3, 64, 64]"]),
+        ([*gan, "gan.loss=hinge"], ["with gan.loss=hinge use gan.switcher=fixed"]),
+        ([*gan, "gan.loss=wasserstein"], ["gan.loss='wasserstein' is not one of bce, hinge"]),
+        ([*gan, "optimizer.lr=auto"], ["a GAN run needs optimizer.lr set"]),
+        (["train", "gan=superres", f"data.root={fmnist_dir}", "debug=fast"], ["needs data whose targets are images"]),
+    ]
+    for i, (args, phrases) in enumerate(cases):
+        assert_one_line(expt_in([*args, f"hydra.run.dir={tmp_path / str(i)}"]), 2, *phrases)

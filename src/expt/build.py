@@ -90,6 +90,7 @@ class Run:
     freeze_epochs: int
     sched: LRScheduler | None = None
     peak_lr: float | None = None
+    gan: Any = None  # expt.gan.GanStep: the training step of a GAN run (gan=superres), else None
 
     def start_schedule(self, lr: float | None = None) -> LRScheduler:
         """Build the lr schedule, after making `lr` (when given) the optimizer's peak lr."""
@@ -109,8 +110,10 @@ class Run:
     def fit_callbacks(self) -> list:
         """step_callbacks plus those that change what is trained over the epochs (fine-tuning)."""
         from .callbacks import FreezeCB
+        from .gan import GanLogCB
         freeze = [FreezeCB(self.frozen, self.freeze_epochs)] if self.freeze_epochs > 0 else []
-        return self.step_callbacks() + freeze
+        gan = [GanLogCB(self.gan)] if self.gan is not None else []
+        return self.step_callbacks() + freeze + gan
 
 
 def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int,
@@ -201,6 +204,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_groups(cfg)
     check_optimizer(group_node(cfg, "optimizer"))
     check_lr_find(cfg.lr_find)
+    gan = make("gan", cfg.gan)  # its checkpoints are checked before the model is built from them
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     layout = memory_format(cfg.channels_last, device)
@@ -228,9 +232,40 @@ def build_run(cfg: DictConfig) -> Run:
               schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
               lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
               frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs)
+    if gan is not None:
+        if run.lr_auto:
+            raise ConfigError("optimizer.lr=auto finds one model's lr; a GAN run needs optimizer.lr set")
+        run.gan = build_gan_step(gan, run, group_node(cfg, "optimizer"), layout)
     if not run.lr_auto:
         run.start_schedule()
     return run
+
+
+def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format):
+    """A GAN's critic (pretrained, or new from spec.critic_arch), its optimizer (the run's, at
+    critic_lr_mult times the lr) and the step that trains it and the run's model in turns."""
+    from .errors import CheckpointError
+    from .gan import GanStep
+    from .rebuild import model_from_checkpoint
+    from .tasks import Restore
+    if not isinstance(run.task, Restore):
+        raise ConfigError("a GAN run needs data whose targets are images (data=pets arch=unet, "
+                          "experiment=pets_gan); this data's targets are class labels")
+    shape = tuple(run.data.train_y.shape[1:])  # what the generator makes and the critic judges
+    if spec.critic is not None:
+        critic, meta = model_from_checkpoint(spec.critic)
+        if tuple(meta.get("input_shape") or ()) != shape:
+            raise CheckpointError(f"gan.critic={spec.critic} judges images of {meta.get('input_shape')} (C, H, W), and "
+                                  f"this run's are {list(shape)}; pretrain a critic at this size "
+                                  "(experiment=pets_critic with this run's generator) or drop gan.critic")
+    else:
+        node = OmegaConf.create({"_target_": "expt.models.critic.critic", "_partial_": True, **spec.critic_arch})
+        critic = build_model(node, run.data.mean, run.data.std, 1, shape)
+    critic = critic.to(run.device, memory_format=layout).train()
+    critic_opt = make("optimizer", opt_node)([{"params": list(critic.parameters()), "lr_mult": spec.critic_lr_mult}])
+    for group in critic_opt.param_groups:
+        group["lr"] *= group["lr_mult"]
+    return GanStep(run.model, critic, critic_opt, spec, run.precision, run.device)
 
 
 def resolved(cfg: DictConfig) -> dict:

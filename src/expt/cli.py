@@ -84,6 +84,7 @@ class RunSchema:
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
     input: Optional[str] = None  # expt predict: a folder of images to restore (restoration checkpoints)
     tta: Any = None
+    gan: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
 

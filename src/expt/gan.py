@@ -1,12 +1,24 @@
-"""GAN training in turns (issue 16): which of the two models trains the next batch.
+"""GAN training in turns (lesson 7's super-resolution GAN): a generator (the run's model) and a
+critic, each with its own optimizer, trained batch by batch as a switcher says.
 
-A switcher is told each training step's loss and says which model trains next. Its state is two
-numbers, saved in last.pt with the rest of a run, so that a resumed GAN continues in the same turn.
+The `gan` group's builder (`gan`) checks the options; build.py makes the critic and its optimizer
+and `GanStep`, which the learner calls for each training batch instead of its own step. A switcher
+is told each training step's loss and says which model trains next. Its state is two numbers,
+saved in last.pt with the critic and its optimizer, so that a resumed GAN continues in the same
+turn.
 """
 
+import math
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .errors import ConfigError
+from .learner import Callback, CancelFitException
 
 
 @dataclass
@@ -59,3 +71,222 @@ class FixedSwitcher:
 
     state_dict = AdaptiveSwitcher.state_dict
     load_state_dict = AdaptiveSwitcher.load_state_dict
+
+
+SWITCHERS = ("adaptive", "fixed")
+GAN_LOSSES = ("bce", "hinge")
+
+
+def critic_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """The critic's loss on patch logits of real and generated images: binary cross-entropy (the
+    lesson's, mean of the real and the fake part, so ln 2 = 0.693 when it cannot tell them apart)
+    or the hinge loss (SAGAN, BigGAN)."""
+    real, fake = real.float(), fake.float()
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))) / 2
+
+
+def adversarial_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """The generator's adversarial term: how far the critic is from calling its images real."""
+    fake = fake.float()
+    if kind == "hinge":
+        return -fake.mean()
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def says_real(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per image, whether the critic calls it real (BCE: mean patch probability above 1/2; hinge:
+    mean logit above 0)."""
+    logits = logits.float()
+    return (torch.sigmoid(logits).mean(-1) > 0.5) if kind == "bce" else (logits.mean(-1) > 0)
+
+
+def set_trainable(model: nn.Module, trainable: bool) -> None:
+    """The active model trains; the idle one is frozen (no gradients) and in eval mode, so its
+    weights, BatchNorm statistics and spectral-norm vectors stay bitwise as they are."""
+    model.train(trainable)
+    for p in model.parameters():
+        p.requires_grad_(trainable)
+
+
+@dataclass
+class GanSpec:
+    """A GAN run's options, checked; `step()` builds the step once the run's models exist."""
+
+    critic: str | None
+    generator: str | None
+    critic_arch: dict
+    loss: str
+    switcher: AdaptiveSwitcher | FixedSwitcher
+    adv_weight: float
+    pixel_weight: float
+    critic_lr_mult: float
+
+
+def gan(critic: str | None = None, generator: str | None = None, critic_arch: dict | None = None,
+        loss: str = "bce", switcher: str = "adaptive", critic_threshold: float = 0.65,
+        n_critic: int = 1, n_generator: int = 1, adv_weight: float = 1.0, pixel_weight: float = 50.0,
+        critic_lr_mult: float = 5.0) -> GanSpec:
+    """The gan group's builder: a generator (the run's model) and a critic trained in turns.
+
+    critic: a pretrained critic, RUN/model.safetensors of experiment=pets_critic (null: a new one
+    of critic_arch, arch=critic's options); generator: the generator run to start from (the
+    experiment passes it on as arch.weights; checked here to be a generator); loss: bce (the
+    lesson) or hinge; switcher: adaptive (critic steps until its loss < critic_threshold, then one
+    generator step) or fixed (n_critic critic steps, then n_generator generator steps);
+    adv_weight, pixel_weight: the generator's loss, adversarial term and pixel loss (the run's
+    loss group); critic_lr_mult: the critic's lr over the generator's."""
+    if loss not in GAN_LOSSES:
+        raise ConfigError(f"gan.loss={loss!r} is not one of {', '.join(GAN_LOSSES)}")
+    if switcher not in SWITCHERS:
+        raise ConfigError(f"gan.switcher={switcher!r} is not one of {', '.join(SWITCHERS)}")
+    if switcher == "adaptive" and loss != "bce":
+        raise ConfigError("gan.switcher=adaptive compares the critic's BCE loss with critic_threshold; "
+                          "with gan.loss=hinge use gan.switcher=fixed")
+    if adv_weight < 0 or pixel_weight < 0 or adv_weight + pixel_weight == 0 or critic_lr_mult <= 0:
+        raise ConfigError("gan needs adv_weight >= 0, pixel_weight >= 0 (not both 0) and critic_lr_mult > 0")
+    for name, path, task in (("generator", generator, "restore"), ("critic", critic, "critic")):
+        if path is not None:
+            check_checkpoint_task(name, path, task)
+    switch = (AdaptiveSwitcher(critic_threshold) if switcher == "adaptive"
+              else FixedSwitcher(n_critic, n_generator))
+    return GanSpec(critic, generator, dict(critic_arch or {}), loss, switch, adv_weight, pixel_weight,
+                   critic_lr_mult)
+
+
+def none() -> None:
+    """No GAN: one model, one optimizer (every run but experiment=pets_gan and fmnist_gan)."""
+    return None
+
+
+def check_checkpoint_task(name: str, path: str, task: str) -> None:
+    from .checkpoint import read_meta
+    from .errors import CheckpointError
+    found = read_meta(Path(path).expanduser()).get("task", "classify")
+    if found != task:
+        what = {"restore": "a restoration run's (experiment=pets_superres_cpu)",
+                "critic": "a critic run's (experiment=pets_critic)"}[task]
+        raise CheckpointError(f"gan.{name}={path} is a {found} checkpoint, not a {name}; pass {what} model.safetensors")
+
+
+class GanStep:
+    """The learner's training step for a GAN: one batch trains the generator or the critic, as the
+    switcher says; the other model is idle (frozen, eval mode). Validation is the learner's own
+    step on the generator (the run's model). Sums for the epoch's log stay on the device."""
+
+    def __init__(self, generator: nn.Module, critic: nn.Module, critic_opt: torch.optim.Optimizer,
+                 spec: GanSpec, precision: str, device: torch.device):
+        self.generator, self.critic, self.critic_opt, self.spec = generator, critic, critic_opt, spec
+        self.switcher = spec.switcher
+        fp16 = precision == "fp16"  # one gradient scaler per optimizer (the generator's is the learner's)
+        self.critic_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts = {"generator": 0.0, "critic": 0.0}  # steps of the last epoch
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().float()
+        self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+
+    def __call__(self, learn) -> None:
+        gen_in, real = learn.xb, learn.yb
+        if self.switcher.generator_turn:
+            loss = self.generator_step(learn, gen_in, real)
+        else:
+            loss = self.critic_step(learn, gen_in, real)
+        self.switcher.after_step(loss.item() if isinstance(self.switcher, AdaptiveSwitcher) else 0.0)
+        with warnings.catch_warnings():  # torch warns when the schedule moves before the generator's first step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            learn.callback("after_step")  # the schedule moves every batch, whichever model trained
+
+    def generator_step(self, learn, gen_in: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        set_trainable(self.critic, False)
+        set_trainable(self.generator, True)
+        with learn.autocast:
+            fake = self.generator(gen_in)
+            adv = adversarial_loss(self.critic(fake), self.spec.loss)
+            pixel = learn.loss_func(fake, real) if self.spec.pixel_weight else adv.new_zeros(())
+            loss = self.spec.adv_weight * adv + self.spec.pixel_weight * pixel.float()
+        learn.preds, learn.loss = fake, loss
+        learn.callback("after_loss")  # MetricsCB: train/loss is the generator's
+        learn.scaler.scale(loss).backward()
+        learn.scaler.step(learn.opt)
+        learn.scaler.update()
+        learn.opt.zero_grad(set_to_none=True)
+        self._add("adv_loss", adv)
+        self._add("generator_steps", torch.ones((), device=adv.device))
+        return loss
+
+    def critic_step(self, learn, gen_in: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        set_trainable(self.generator, False)
+        set_trainable(self.critic, True)
+        with torch.no_grad(), learn.autocast:
+            fake = self.generator(gen_in)
+        with learn.autocast:
+            real_logits, fake_logits = self.critic(real), self.critic(fake)
+            loss = critic_loss(real_logits, fake_logits, self.spec.loss)
+        lr = learn.opt.param_groups[-1]["lr"] * self.spec.critic_lr_mult  # follows the generator's schedule
+        for group in self.critic_opt.param_groups:
+            group["lr"] = lr
+        self.critic_scaler.scale(loss).backward()
+        self.critic_scaler.step(self.critic_opt)
+        self.critic_scaler.update()
+        self.critic_opt.zero_grad(set_to_none=True)
+        self._add("critic_loss", loss)
+        self._add("critic_real_acc", says_real(real_logits, self.spec.loss).float().mean())
+        self._add("critic_fake_acc", (~says_real(fake_logits, self.spec.loss)).float().mean())
+        self._add("critic_steps", torch.ones((), device=loss.device))
+        return loss
+
+    def epoch_means(self) -> dict[str, float]:
+        """The epoch's GAN columns; the sums start again."""
+        sums, self.sums = {k: v.item() for k, v in self.sums.items()}, {}
+        gen, crit = sums.get("generator_steps", 0.0), sums.get("critic_steps", 0.0)
+        self.counts = {"generator": gen, "critic": crit}
+        nan = float("nan")
+        return {"train/critic_loss": sums["critic_loss"] / crit if crit else nan,
+                "train/critic_real_acc": sums["critic_real_acc"] / crit if crit else nan,
+                "train/critic_fake_acc": sums["critic_fake_acc"] / crit if crit else nan,
+                "train/adv_loss": sums["adv_loss"] / gen if gen else nan,
+                "train/generator_share": gen / max(gen + crit, 1.0)}
+
+    def release(self) -> None:
+        """After the fit: both models trainable again (the generator as the learner left it)."""
+        for p in [*self.generator.parameters(), *self.critic.parameters()]:
+            p.requires_grad_(True)
+
+    def state_dict(self) -> dict:
+        return {"critic": self.critic.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "switcher": self.switcher.state_dict(), "critic_scaler": self.critic_scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.switcher.load_state_dict(state["switcher"])
+        self.critic_scaler.load_state_dict(state["critic_scaler"])
+
+
+class GanLogCB(Callback):
+    """Adds the GAN's columns to each epoch's row (after MetricsCB built it, before it is printed
+    and saved): the critic's loss and its accuracy on real and generated images, the generator's
+    adversarial term, the share of steps that trained the generator. Stops the fit when the
+    critic's loss is not finite."""
+
+    order = -4
+
+    def __init__(self, step: GanStep):
+        self.step = step
+
+    def after_train(self, learn) -> None:
+        self.means = self.step.epoch_means()
+        value = self.means["train/critic_loss"]
+        if learn.stop_reason is None and self.step.counts["critic"] and not math.isfinite(value):
+            learn.stop_reason = f"the critic's loss became {value} in epoch {learn.epoch + 1}"
+            raise CancelFitException()
+
+    def after_epoch(self, learn) -> None:
+        learn.row.update(self.means)
+
+    def after_fit(self, learn) -> None:
+        self.step.release()

@@ -9,6 +9,7 @@ exception (a higher-level cancel, an error, Ctrl-C) skips the after_* events it 
 
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from functools import partial
 from operator import attrgetter
 
 import torch
@@ -33,8 +34,12 @@ class Callback:
 
 class Learner:
     def __init__(self, model: nn.Module, train_dl: Iterable, valid_dl: Iterable, loss_func: nn.Module,
-                 opt: torch.optim.Optimizer, callbacks: Iterable[Callback] = ()):
+                 opt: torch.optim.Optimizer, callbacks: Iterable[Callback] = (),
+                 train_step: Callable[["Learner"], None] | None = None):
         self.model, self.train_dl, self.valid_dl = model, train_dl, valid_dl
+        # A training step other than one_batch's (a GAN's: two models in turns); it runs the
+        # after_loss and after_step events itself. Validation batches always use one_batch.
+        self.train_step = train_step
         self.loss_func, self.opt = loss_func, opt
         self.callbacks = sorted(callbacks, key=attrgetter("order"))
         # Set by a precision callback; by default full precision with a pass-through scaler.
@@ -80,10 +85,12 @@ class Learner:
             self._stage("train" if train else "validate", CancelEpochException, self._batches)
 
     def _batches(self) -> None:
+        step = partial(self.train_step, self) if self.training and self.train_step is not None else self.one_batch
         for self.iter, (self.xb, self.yb) in enumerate(self.dl):
-            self._stage("batch", CancelBatchException, self.one_batch)
+            self._stage("batch", CancelBatchException, step)
 
     def one_batch(self) -> None:
+        """One model, one optimizer: forward, loss, and on training batches backward and step."""
         with self.autocast:
             self.preds = self.model(self.xb)
             self.loss = self.loss_func(self.preds, self.yb)

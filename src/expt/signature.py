@@ -20,7 +20,7 @@ from hydra.utils import get_object
 from .errors import ConfigError
 
 SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
-GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta")  # the groups that build objects
+GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "gan")  # the groups that build objects
 
 
 def _targets_in(node: Any) -> list[Any]:

@@ -17,7 +17,7 @@ from .lr_find import find_lr, report
 from .runfolder import clean_stale_temps
 from .summary import ModelSummary, example_batch, summarize_model
 
-MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "epochs", "bs")
+MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs")
 WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
 
 
@@ -58,6 +58,8 @@ def restore(run: Run, state: dict) -> tuple[int, list[dict]]:
         run.start_schedule(state["lr"])
     run.sched.load_state_dict(state["sched"])
     run.train_dl.load_state_dict(state["train_dl"])
+    if run.gan is not None:  # the critic, its optimizer and the switcher's turn
+        run.gan.load_state_dict(state["gan"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and run.device.type == "cuda":
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -85,11 +87,12 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
             "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
             "versions": versions()}
     metrics = MetricsCB(run.task, history)
-    checkpoint = CheckpointCB(run_dir, run.model, meta, {"sched": run.sched, "train_dl": run.train_dl},
+    stateful = {"sched": run.sched, "train_dl": run.train_dl} | ({"gan": run.gan} if run.gan is not None else {})
+    checkpoint = CheckpointCB(run_dir, run.model, meta, stateful,
                               metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
     callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
                  *run.fit_callbacks(), *run.task.callbacks(run_dir)]
-    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks)
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks, train_step=run.gan)
 
     size = summarize_model(run.model, example_batch(run))
     console.print(f"[bold]expt train[/] {cfg.name}: {size.params:,} parameters, {len(run.data.train_x):,} train / "

@@ -49,6 +49,8 @@ class MetricsCB(Callback):
             self._check_finite(learn)
 
     def _check_finite(self, learn) -> None:
+        if "loss" not in self.sums:  # no batch has had a loss yet (a GAN epoch of critic steps so far)
+            return
         value = self.sums["loss"].item()
         if not math.isfinite(value):
             learn.stop_reason = f"training loss became {value} in epoch {learn.epoch + 1}"
@@ -66,7 +68,8 @@ class MetricsCB(Callback):
         self.valid = self._means()
 
     def after_epoch(self, learn) -> None:
-        row = {"epoch": learn.epoch + 1, "train/loss": self.train["loss"], "val/loss": self.valid["loss"],
+        nan = float("nan")  # a GAN epoch whose steps all trained the critic has no generator loss
+        row = {"epoch": learn.epoch + 1, "train/loss": self.train.get("loss", nan), "val/loss": self.valid["loss"],
                **self.task.epoch_metrics(self.train, self.valid)}
         learn.row = row | {"lr": learn.opt.param_groups[-1]["lr"], "seconds": time.perf_counter() - self.start}
         self.history.append(learn.row)

@@ -52,7 +52,7 @@ class ProgressCB(Callback):
         table = Table(box=None, show_header=self.rows_printed == 0, pad_edge=False)
         names = [name for name in row if name not in HIDDEN]
         for name in names:
-            table.add_column(name, justify="right", min_width=10)
+            table.add_column(name, justify="right", min_width=max(10, len(name)))  # rows line up under the header
         table.add_row(*(fmt(name, row[name]) for name in names))
         self.console.print(table)
         self.rows_printed += 1
