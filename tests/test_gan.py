@@ -269,3 +269,77 @@ def test_gan_refusals_are_one_line(tmp_path, gan_parts, expt_in, monkeypatch, fm
     ]
     for i, (args, phrases) in enumerate(cases):
         assert_one_line(expt_in([*args, f"hydra.run.dir={tmp_path / str(i)}"]), 2, *phrases)
+
+
+def test_frechet_distance_against_closed_forms_and_samples():
+    from expt.fid import frechet_distance, gaussian_stats
+    torch.manual_seed(0)
+    d = 8
+    mu1, mu2 = torch.randn(d, dtype=torch.float64), torch.randn(d, dtype=torch.float64)
+    a, b = torch.rand(d, dtype=torch.float64) + 0.5, torch.rand(d, dtype=torch.float64) + 0.5
+    # diagonal covariances: |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2
+    exact = ((mu1 - mu2) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum()
+    assert frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b)) == pytest.approx(exact.item(), rel=1e-9)
+    # from samples of those Gaussians: the estimate comes close to the exact value
+    x = mu1 + a.sqrt() * torch.randn(200_000, d, dtype=torch.float64)
+    y = mu2 + b.sqrt() * torch.randn(200_000, d, dtype=torch.float64)
+    assert frechet_distance(*gaussian_stats(x), *gaussian_stats(y)) == pytest.approx(exact.item(), abs=0.02)
+    assert abs(frechet_distance(*gaussian_stats(x), *gaussian_stats(x))) < 1e-8
+    # full covariances against scipy's matrix square root, where scipy is installed
+    linalg = pytest.importorskip("scipy.linalg")
+    m1, m2 = torch.randn(d, d, dtype=torch.float64), torch.randn(d, d, dtype=torch.float64)
+    c1, c2 = m1 @ m1.T + 0.1 * torch.eye(d), m2 @ m2.T + 0.1 * torch.eye(d)
+    root = linalg.sqrtm((c1 @ c2).numpy()).real
+    reference = ((mu1 - mu2) ** 2).sum().item() + (c1.trace() + c2.trace()).item() - 2 * float(root.trace())
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(reference, rel=1e-7)
+
+
+def test_fid_features_are_a_classifiers_penultimate_layer():
+    from expt.fid import Features
+    from expt.models.resnet import resnet_k5
+    torch.manual_seed(0)
+    features = Features(resnet_k5(1, 10))
+    assert features(torch.rand(3, 1, 28, 28)).shape == (3, 256)
+
+
+def test_a_gan_from_noise_trains_scores_fid_and_samples(tmp_path, fmnist_dir, expt_in):
+    import json
+
+    import pandas as pd
+    from PIL import Image
+
+    from conftest import assert_one_line
+    clf = tmp_path / "clf"
+    assert expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={clf}"]).returncode == 0
+    common = ["train", "experiment=fmnist_gan", f"data.root={fmnist_dir}", "device=cpu", "bs=64",
+              "gan.critic_arch.nf=16", "arch.nf=16"]
+    run = tmp_path / "gan"
+    result = expt_in([*common, "epochs=2", f"gan.fid_features={clf / 'model.safetensors'}", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_csv(run / "metrics.csv")
+    assert rows["train/generator_share"].tolist() == [0.5, 0.5]
+    assert rows["val/fid"].notna().all() and (rows["val/fid"] > 0).all()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["headline"] == "val/fid" and summary["higher_is_better"] is False
+    assert summary["best/val/fid"] == rows["val/fid"].min()
+    with Image.open(run / "samples.png") as im:
+        assert im.size == (8 * 30 + 2, 8 * 30 + 2)  # 8x8 images of 28 px, 2 px apart
+    sample = expt_in(["sample", f"ckpt={run / 'model.safetensors'}", "n=10", "seed=3"])
+    assert sample.returncode == 0, sample.stderr
+    with Image.open(run / "samples_n10_seed3.png") as im:
+        assert im.size == (4 * 30 + 2, 3 * 30 + 2)  # 10 images in rows of 4
+        first = im.tobytes()
+    expt_in(["sample", f"ckpt={run / 'model.safetensors'}", "n=10", "seed=3"])
+    with Image.open(run / "samples_n10_seed3.png") as im:
+        assert im.tobytes() == first  # the same seed draws the same images
+    # bad inputs, one line each
+    cases = [
+        ([*common, f"gan.fid_features={run / 'model.safetensors'}"], ["is a generate checkpoint, not a classifier"]),
+        ([*common, "augment=crop_flip"], ["use augment=none"]),
+        ([*common[:-1], "arch=resnet_k5"], ["needs a generator from noise: arch=dcgan"]),
+        ([*common, "gan.pixel_weight=1"], ["set gan.pixel_weight=0"]),
+        ([*common, "loss=l1"], ["use loss=none"]),
+        (["sample", f"ckpt={clf / 'model.safetensors'}"], ["is a classify checkpoint; expt sample needs a generator's"]),
+    ]
+    for i, (args, phrases) in enumerate(cases):
+        assert_one_line(expt_in([*args, f"hydra.run.dir={tmp_path / str(i)}"]), 2, *phrases)

@@ -21,12 +21,12 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from .data import ImageData
-from .data.loaders import DeviceLoader, StreamLoader
+from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader
 from .errors import ConfigError, ExptError
 from .models.layers import Normalize
 from .runtime import memory_format, resolve_device, resolve_precision
 from .signature import GROUPS, check_node
-from .tasks import Task, task_for
+from .tasks import Generate, Task, task_for
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
 
@@ -91,6 +91,7 @@ class Run:
     sched: LRScheduler | None = None
     peak_lr: float | None = None
     gan: Any = None  # expt.gan.GanStep: the training step of a GAN run (gan=superres), else None
+    gan_callbacks: list | None = None  # its log columns (and val/fid)
 
     def start_schedule(self, lr: float | None = None) -> LRScheduler:
         """Build the lr schedule, after making `lr` (when given) the optimizer's peak lr."""
@@ -110,10 +111,8 @@ class Run:
     def fit_callbacks(self) -> list:
         """step_callbacks plus those that change what is trained over the epochs (fine-tuning)."""
         from .callbacks import FreezeCB
-        from .gan import GanLogCB
         freeze = [FreezeCB(self.frozen, self.freeze_epochs)] if self.freeze_epochs > 0 else []
-        gan = [GanLogCB(self.gan)] if self.gan is not None else []
-        return self.step_callbacks() + freeze + gan
+        return self.step_callbacks() + freeze + (self.gan_callbacks or [])
 
 
 def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int,
@@ -213,7 +212,7 @@ def build_run(cfg: DictConfig) -> Run:
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
     data = make("data", cfg.data)
-    task = task_for(data)
+    task = Generate.from_data(data) if gan is not None and gan.from_noise else task_for(data)
     check_data(data, task, cfg.bs)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
@@ -222,12 +221,21 @@ def build_run(cfg: DictConfig) -> Run:
     Loader = loader_for(data.train_x)
     train_dl = Loader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
     valid_dl = Loader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
+    augment = make("augment", cfg.augment)
+    if isinstance(task, Generate):  # batches of (noise, real images)
+        nz = getattr(model.body, "nz", None)
+        if nz is None:
+            raise ConfigError("gan.from_noise=true needs a generator from noise: arch=dcgan")
+        if augment is not None:
+            raise ConfigError("a generator from noise has noise for inputs, which augmentation would change: "
+                              "use augment=none")
+        train_dl, valid_dl = NoiseLoader(train_dl, nz, cfg.seed), NoiseLoader(valid_dl, nz, cfg.seed + 1, fixed=True)
     groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult)
     opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
     for group in opt.param_groups:
         group["lr"] *= group["lr_mult"]
     run = Run(data=data, task=task, model=model, net=torch.compile(model) if cfg.compile else model,
-              loss=build_loss(cfg.loss, task).to(device), opt=opt, augment=make("augment", cfg.augment),
+              loss=build_loss(cfg.loss, task).to(device), opt=opt, augment=augment,
               train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision,
               schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
               lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
@@ -236,6 +244,11 @@ def build_run(cfg: DictConfig) -> Run:
         if run.lr_auto:
             raise ConfigError("optimizer.lr=auto finds one model's lr; a GAN run needs optimizer.lr set")
         run.gan = build_gan_step(gan, run, group_node(cfg, "optimizer"), layout)
+        features = None
+        if gan.fid_features is not None:
+            from .fid import load_features
+            features = load_features(gan.fid_features, input_shape, device)
+        run.gan_callbacks = run.gan.callbacks(features)
     if not run.lr_auto:
         run.start_schedule()
     return run
@@ -248,10 +261,12 @@ def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_fo
     from .gan import GanStep
     from .rebuild import model_from_checkpoint
     from .tasks import Restore
-    if not isinstance(run.task, Restore):
+    if not isinstance(run.task, (Restore, Generate)):
         raise ConfigError("a GAN run needs data whose targets are images (data=pets arch=unet, "
-                          "experiment=pets_gan); this data's targets are class labels")
-    shape = tuple(run.data.train_y.shape[1:])  # what the generator makes and the critic judges
+                          "experiment=pets_gan), or gan.from_noise=true (experiment=fmnist_gan); this data's "
+                          "targets are class labels")
+    # what the generator makes and the critic judges: the targets, or (from noise) the data's images
+    shape = tuple((run.data.train_x if isinstance(run.task, Generate) else run.data.train_y).shape[1:])
     if spec.critic is not None:
         critic, meta = model_from_checkpoint(spec.critic)
         if tuple(meta.get("input_shape") or ()) != shape:

@@ -149,10 +149,10 @@ def meta_problem(meta: dict) -> str | None:
     task = meta.get("task", "classify")  # checkpoints from before tasks are classifiers
     if task in ("classify", "critic") and (not _is_list_of(meta.get("classes"), str) or not meta["classes"]):
         return "classes is not a list of names"
-    if task == "restore" and meta.get("channels") not in (1, 3):
+    if task in ("restore", "generate") and meta.get("channels") not in (1, 3):
         return "channels is not 1 or 3"
-    if task not in ("classify", "restore", "critic"):
-        return f"task {task!r} is not one of classify, restore, critic"
+    if task not in ("classify", "restore", "critic", "generate"):
+        return f"task {task!r} is not one of classify, restore, critic, generate"
     if not (_is_list_of(meta["mean"], (int, float)) and _is_list_of(meta["std"], (int, float))
             and 1 <= len(meta["mean"]) == len(meta["std"])):
         return "mean and std are not lists of one number per channel"

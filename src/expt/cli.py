@@ -11,6 +11,7 @@ COMMANDS = {
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
     "predict": "a checkpoint's predictions: submission.csv (data=paddy), or input=DIR restored into PNGs (data=pets)",
+    "sample": "a grid of a generator's images: ckpt=RUN/model.safetensors n=64 (a GAN's, or a restoration run's)",
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
     "data": "get a dataset: `expt data fashion_mnist` (a copy found, Debian's package, or the official files)",
 }
@@ -29,6 +30,7 @@ def print_usage() -> None:
               "  expt summary arch=timm arch.name=convnext_atto",
               "  expt sweep arch=resnet_k5,resnet seed=1,2,3",
               "  expt predict ckpt=RUN/model.safetensors    # a data=paddy run: submission.csv",
+              "  expt sample ckpt=RUN/model.safetensors n=64  # a GAN's images",
               "  expt train debug=fast           # a few batches on the CPU", "  expt train --cfg job",
               "  expt data fashion_mnist         # get the default dataset"]
     print("\n".join(lines))
@@ -83,6 +85,7 @@ class RunSchema:
     resume: Optional[str] = None
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
     input: Optional[str] = None  # expt predict: a folder of images to restore (restoration checkpoints)
+    n: int = 64  # expt sample: how many images
     tta: Any = None
     gan: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
@@ -333,7 +336,13 @@ def _predict(cfg, run_dir, console):
     return run_predict(cfg, run_dir, console)
 
 
-COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta, "summary": _summary, "predict": _predict}
+def _sample(cfg, run_dir, console):
+    from .sample import run_sample
+    return run_sample(cfg, run_dir, console)
+
+
+COMMAND_FUNCS = {"train": _train, "lr_find": _lr_find, "tta": _tta, "summary": _summary, "predict": _predict,
+                 "sample": _sample}
 
 
 def get_data(args: list[str]) -> None:

@@ -123,12 +123,14 @@ class GanSpec:
     adv_weight: float
     pixel_weight: float
     critic_lr_mult: float
+    from_noise: bool = False          # the generator makes images from noise (experiment=fmnist_gan)
+    fid_features: str | None = None   # a classifier checkpoint whose features score val/fid
 
 
 def gan(critic: str | None = None, generator: str | None = None, critic_arch: dict | None = None,
         loss: str = "bce", switcher: str = "adaptive", critic_threshold: float = 0.65,
         n_critic: int = 1, n_generator: int = 1, adv_weight: float = 1.0, pixel_weight: float = 50.0,
-        critic_lr_mult: float = 5.0) -> GanSpec:
+        critic_lr_mult: float = 5.0, from_noise: bool = False, fid_features: str | None = None) -> GanSpec:
     """The gan group's builder: a generator (the run's model) and a critic trained in turns.
 
     critic: a pretrained critic, RUN/model.safetensors of experiment=pets_critic (null: a new one
@@ -137,7 +139,10 @@ def gan(critic: str | None = None, generator: str | None = None, critic_arch: di
     lesson) or hinge; switcher: adaptive (critic steps until its loss < critic_threshold, then one
     generator step) or fixed (n_critic critic steps, then n_generator generator steps);
     adv_weight, pixel_weight: the generator's loss, adversarial term and pixel loss (the run's
-    loss group); critic_lr_mult: the critic's lr over the generator's."""
+    loss group); critic_lr_mult: the critic's lr over the generator's; from_noise: the generator
+    (arch=dcgan) makes images from noise, and the data's images are the real ones (loss=none,
+    pixel_weight=0); fid_features: an expt classifier of the same data (RUN/model.safetensors),
+    whose features score the generated images by Frechet distance (val/fid) after every epoch."""
     if loss not in GAN_LOSSES:
         raise ConfigError(f"gan.loss={loss!r} is not one of {', '.join(GAN_LOSSES)}")
     if switcher not in SWITCHERS:
@@ -147,13 +152,17 @@ def gan(critic: str | None = None, generator: str | None = None, critic_arch: di
                           "with gan.loss=hinge use gan.switcher=fixed")
     if adv_weight < 0 or pixel_weight < 0 or adv_weight + pixel_weight == 0 or critic_lr_mult <= 0:
         raise ConfigError("gan needs adv_weight >= 0, pixel_weight >= 0 (not both 0) and critic_lr_mult > 0")
-    for name, path, task in (("generator", generator, "restore"), ("critic", critic, "critic")):
+    if from_noise and pixel_weight:
+        raise ConfigError("a generator from noise has no target image to compare with: set gan.pixel_weight=0")
+    checks = (("generator", generator, "generate" if from_noise else "restore"), ("critic", critic, "critic"),
+              ("fid_features", fid_features, "classify"))
+    for name, path, task in checks:
         if path is not None:
             check_checkpoint_task(name, path, task)
     switch = (AdaptiveSwitcher(critic_threshold) if switcher == "adaptive"
               else FixedSwitcher(n_critic, n_generator))
     return GanSpec(critic, generator, dict(critic_arch or {}), loss, switch, adv_weight, pixel_weight,
-                   critic_lr_mult)
+                   critic_lr_mult, from_noise, fid_features)
 
 
 def none() -> None:
@@ -167,8 +176,11 @@ def check_checkpoint_task(name: str, path: str, task: str) -> None:
     found = read_meta(Path(path).expanduser()).get("task", "classify")
     if found != task:
         what = {"restore": "a restoration run's (experiment=pets_superres_cpu)",
-                "critic": "a critic run's (experiment=pets_critic)"}[task]
-        raise CheckpointError(f"gan.{name}={path} is a {found} checkpoint, not a {name}; pass {what} model.safetensors")
+                "generate": "an earlier run's of this experiment",
+                "critic": "a critic run's (experiment=pets_critic)",
+                "classify": "a classifier's of the same data (expt train)"}[task]
+        kind = {"fid_features": "classifier"}.get(name, name)
+        raise CheckpointError(f"gan.{name}={path} is a {found} checkpoint, not a {kind}; pass {what} model.safetensors")
 
 
 class GanStep:
@@ -250,6 +262,11 @@ class GanStep:
                 "train/critic_fake_acc": sums["critic_fake_acc"] / crit if crit else nan,
                 "train/adv_loss": sums["adv_loss"] / gen if gen else nan,
                 "train/generator_share": gen / max(gen + crit, 1.0)}
+
+    def callbacks(self, features=None) -> list:
+        """The log columns, and val/fid when a feature network is given."""
+        from .fid import FidCB
+        return [GanLogCB(self)] + ([FidCB(features)] if features is not None else [])
 
     def release(self) -> None:
         """After the fit: both models trainable again (the generator as the learner left it)."""

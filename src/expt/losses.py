@@ -52,6 +52,19 @@ class PatchBCE(nn.Module):
         return F.binary_cross_entropy_with_logits(logits.float(), expand_targets(logits.float(), y))
 
 
+class NoPixelLoss(nn.Module):
+    """No loss against a target: an unconditional GAN's generator learns from its critic alone
+    (its batches have no target image). Zero, so val/loss reads 0."""
+
+    def forward(self, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return preds.new_zeros(())
+
+
+def no_pixel_loss() -> NoPixelLoss:
+    """The loss group's builder for a generator from noise (experiment=fmnist_gan)."""
+    return NoPixelLoss()
+
+
 def patch_bce() -> PatchBCE:
     """The loss group's builder for a critic (arch=critic)."""
     return PatchBCE()

@@ -123,7 +123,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
 
 
 def best(history: list[dict], metric: str, higher_is_better: bool):
-    values = [row[metric] for row in history]
+    values = [row[metric] for row in history if metric in row]  # a GAN without gan.fid_features has no val/fid
     return (max if higher_is_better else min)(values) if values else None
 
 

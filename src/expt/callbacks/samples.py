@@ -46,3 +46,33 @@ class SamplesCB(Callback):
             pred = learn.model(xb).float()
         learn.model.train(was)
         save_png(self.path, image_grid([xb, pred, yb]))
+
+
+class NoiseSamplesCB(Callback):
+    """samples.png of a generator from noise: an 8x8 grid of the first validation batch's images,
+    whose noise is the same every epoch, so the grids show the generator's progress."""
+
+    order = 15
+
+    def __init__(self, path: Path, n: int = 64):
+        self.path, self.n = Path(path), n
+
+    @torch.no_grad()
+    def after_epoch(self, learn) -> None:
+        z, _ = next(iter(learn.valid_dl))
+        was = learn.model.training
+        learn.model.eval()
+        with learn.autocast:
+            images = learn.model(z[: self.n]).float()
+        learn.model.train(was)
+        save_png(self.path, noise_grid(images))
+
+
+def noise_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """Images (N, C, H, W) in 0..1 as a uint8 (H', W', 3) grid of nrow columns."""
+    from torchvision.utils import make_grid
+    images = images.float().clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+    return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()

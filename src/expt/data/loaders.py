@@ -90,3 +90,31 @@ class StreamLoader:
 
     state_dict = DeviceLoader.state_dict
     load_state_dict = DeviceLoader.load_state_dict
+
+
+class NoiseLoader:
+    """An unconditional generator's batches: (noise, real images) from a loader of (images, labels).
+    Training noise is fresh every batch (its generator's state is saved with the loader's); with
+    `fixed`, every epoch draws the same noise (validation, so that its scores compare over epochs)."""
+
+    def __init__(self, loader: DeviceLoader | StreamLoader, nz: int, seed: int = 0, fixed: bool = False):
+        self.loader, self.nz, self.seed, self.fixed = loader, nz, seed, fixed
+        self.device = loader.device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        from ..models.dcgan import noise
+        if self.fixed:
+            self.generator.manual_seed(self.seed)
+        for xb, _ in self.loader:
+            yield noise(len(xb), self.nz, self.device, self.generator), xb
+
+    def state_dict(self) -> dict:
+        return {"loader": self.loader.state_dict(), "noise": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state["loader"])
+        self.generator.set_state(state["noise"])

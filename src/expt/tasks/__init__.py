@@ -7,11 +7,12 @@ writes. Classification (one or several heads) is `Classify`; a new kind of work 
 
 from .classify import Classify
 from .critique import Critique
+from .generate import Generate
 from .restore import Restore
 
-__all__ = ["Classify", "Critique", "Restore", "Task", "task_for", "task_from_meta"]
-TASKS = {"classify": Classify, "restore": Restore, "critic": Critique}
-Task = Classify | Restore | Critique
+__all__ = ["Classify", "Critique", "Generate", "Restore", "Task", "task_for", "task_from_meta"]
+TASKS = {"classify": Classify, "restore": Restore, "critic": Critique, "generate": Generate}
+Task = Classify | Restore | Critique | Generate
 
 
 def task_for(data) -> Task:

@@ -36,9 +36,10 @@ class Classify:
         return len(self.heads) > 1
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import FeatureLoss, MultiTask, PatchBCE
-        if isinstance(loss, (nn.L1Loss, nn.MSELoss, FeatureLoss, PatchBCE)):
-            what = "scores a critic's patches" if isinstance(loss, PatchBCE) else "compares images"
+        from ..losses import FeatureLoss, MultiTask, NoPixelLoss, PatchBCE
+        if isinstance(loss, (nn.L1Loss, nn.MSELoss, FeatureLoss, PatchBCE, NoPixelLoss)):
+            what = ("scores a critic's patches" if isinstance(loss, PatchBCE) else "is for GANs from noise"
+                    if isinstance(loss, NoPixelLoss) else "compares images")
             raise ConfigError(f"loss={type(loss).__name__} {what}, and this data's targets are classes; "
                               "use loss=cross_entropy (or label_smoothing, multi_task)")
         if self.multi and not isinstance(loss, MultiTask):

@@ -24,7 +24,10 @@ class Restore:
         return self.channels
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import MultiTask, PatchBCE
+        from ..losses import MultiTask, NoPixelLoss, PatchBCE
+        if isinstance(loss, NoPixelLoss):
+            raise ConfigError("loss=none trains nothing here: a restoration run needs a pixel loss; use loss=l1, "
+                              "loss=mse or loss=feature")
         if isinstance(loss, (nn.CrossEntropyLoss, MultiTask, PatchBCE)):
             raise ConfigError(f"loss={type(loss).__name__} needs class labels, and this data's targets are "
                               "images; use loss=l1, loss=mse or loss=feature")
