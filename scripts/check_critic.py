@@ -12,7 +12,7 @@ import torch
 
 from expt.data.critic import load
 from expt.losses import PatchBCE
-from expt.models import critic as critic_module
+from expt.models.critic import critic
 
 
 def main() -> None:
@@ -25,7 +25,6 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--no-spectral-norm", action="store_true")
-    parser.add_argument("--kaiming", action="store_true", help="kaiming-normal init of the convs (fastai's ConvLayer)")
     args = parser.parse_args()
     data = load(args.generator, args.root)
     n = len(data.train_x) // 2
@@ -33,15 +32,8 @@ def main() -> None:
     x, y = data.train_x[pick].float() / 255, data.train_y[pick]
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (data.mean, data.std))
     x = (x - mean) / std
-    if args.no_spectral_norm:
-        critic_module.spectral_norm = lambda m: m
     torch.manual_seed(0)
-    model = critic_module.critic(3, nf=args.nf, p=args.p, input_shape=tuple(x.shape[1:]))
-    if args.kaiming:
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-                torch.nn.init.kaiming_normal_(w, a=0.2)
+    model = critic(3, nf=args.nf, p=args.p, spectral=not args.no_spectral_norm, input_shape=tuple(x.shape[1:]))
     opt = torch.optim.Adam(model.parameters(), args.lr, betas=(0.9, 0.99))
     loss_fn = PatchBCE()
     for step in range(args.steps):

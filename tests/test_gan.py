@@ -343,3 +343,17 @@ def test_a_gan_from_noise_trains_scores_fid_and_samples(tmp_path, fmnist_dir, ex
     ]
     for i, (args, phrases) in enumerate(cases):
         assert_one_line(expt_in([*args, f"hydra.run.dir={tmp_path / str(i)}"]), 2, *phrases)
+
+
+def test_laplacian_variance_falls_with_blur_and_the_critic_can_drop_spectral_norm():
+    from torchvision.transforms.functional import gaussian_blur
+
+    from expt.metrics import laplacian_variance
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 32)
+    blurred = gaussian_blur(sharp, kernel_size=5, sigma=1.5)
+    assert (laplacian_variance(blurred) < laplacian_variance(sharp) / 4).all()
+    assert laplacian_variance(torch.full((1, 3, 16, 16), 0.5)).item() == 0
+    plain = critic(3, nf=8, n_blocks=1, spectral=False, input_shape=(3, 32, 32))
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+    assert plain(torch.rand(2, 3, 32, 32)).shape == (2, 25)

@@ -241,17 +241,22 @@ def build_run(cfg: DictConfig) -> Run:
               lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
               frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs)
     if gan is not None:
-        if run.lr_auto:
-            raise ConfigError("optimizer.lr=auto finds one model's lr; a GAN run needs optimizer.lr set")
-        run.gan = build_gan_step(gan, run, group_node(cfg, "optimizer"), layout)
-        features = None
-        if gan.fid_features is not None:
-            from .fid import load_features
-            features = load_features(gan.fid_features, input_shape, device)
-        run.gan_callbacks = run.gan.callbacks(features)
+        run.gan, run.gan_callbacks = build_gan(gan, run, group_node(cfg, "optimizer"), layout)
     if not run.lr_auto:
         run.start_schedule()
     return run
+
+
+def build_gan(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format) -> tuple[Any, list]:
+    """A GAN run's step and its callbacks (the log columns, and val/fid with gan.fid_features)."""
+    if run.lr_auto:
+        raise ConfigError("optimizer.lr=auto finds one model's lr; a GAN run needs optimizer.lr set")
+    step = build_gan_step(spec, run, opt_node, layout)
+    features = None
+    if spec.fid_features is not None:
+        from .fid import load_features
+        features = load_features(spec.fid_features, run.input_shape, run.device)
+    return step, step.callbacks(features)
 
 
 def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format):

@@ -113,7 +113,7 @@ def set_trainable(model: nn.Module, trainable: bool) -> None:
 
 @dataclass
 class GanSpec:
-    """A GAN run's options, checked; `step()` builds the step once the run's models exist."""
+    """A GAN run's options, checked (build.build_gan_step makes the critic and the step from them)."""
 
     critic: str | None
     generator: str | None

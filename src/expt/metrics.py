@@ -39,3 +39,11 @@ def mean_scores(pred: torch.Tensor, target: torch.Tensor, chunk: int = 64) -> di
         for k, v in image_sums(as_float(pred[i: i + chunk]), as_float(target[i: i + chunk])).items():
             total[k] = total.get(k, 0.0) + v.item()
     return {k: v / max(len(target), 1) for k, v in total.items()}
+
+
+def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
+    """Sharpness of each image of a batch (N, C, H, W) in 0..1: the variance of the 3x3 Laplacian of
+    its grey levels (mean of the channels), over the interior pixels. Blur lowers it."""
+    grey = images.float().mean(1, keepdim=True)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=grey.device).view(1, 1, 3, 3)
+    return torch.nn.functional.conv2d(grey, kernel).flatten(1).var(1)

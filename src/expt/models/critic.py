@@ -4,6 +4,7 @@ downsampling block, and a last 4x4 conv that scores every patch. The output is t
 ("real" when high), flattened to (N, positions); losses expand each image's target over it."""
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -14,22 +15,27 @@ from .unet import SelfAttention
 
 
 def sn_conv(ni: int, nf: int, ks: int, stride: int, act: bool = True, bias: bool = True,
-            padding: int | None = None) -> list[nn.Module]:
-    """A spectral-normalised conv, then LeakyReLU(0.2) when `act`."""
-    layer = spectral_norm(nn.Conv2d(ni, nf, ks, stride=stride, padding=(ks - 1) // 2 if padding is None else padding,
-                                    bias=bias))
+            padding: int | None = None, spectral: bool = True) -> list[nn.Module]:
+    """A conv (kaiming-normal for LeakyReLU(0.2), as fastai's ConvLayer), spectral-normalised when
+    `spectral`, then LeakyReLU(0.2) when `act`."""
+    layer = nn.Conv2d(ni, nf, ks, stride=stride, padding=(ks - 1) // 2 if padding is None else padding, bias=bias)
+    nn.init.kaiming_normal_(layer.weight, a=0.2)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    layer = spectral_norm(layer) if spectral else layer
     return [layer, nn.LeakyReLU(0.2)] if act else [layer]
 
 
 class Critic(nn.Sequential):
-    def __init__(self, n_in: int, nf: int = 128, n_blocks: int = 3, p: float = 0.15):
-        layers = [*sn_conv(n_in, nf, 4, 2), nn.Dropout2d(p / 2)]
+    def __init__(self, n_in: int, nf: int = 128, n_blocks: int = 3, p: float = 0.15, spectral: bool = True):
+        conv = partial(sn_conv, spectral=spectral)
+        layers = [*conv(n_in, nf, 4, 2), nn.Dropout2d(p / 2)]
         for i in range(n_blocks):
-            layers += [*sn_conv(nf, nf, 3, 1), nn.Dropout2d(p), *sn_conv(nf, nf * 2, 4, 2)]
+            layers += [*conv(nf, nf, 3, 1), nn.Dropout2d(p), *conv(nf, nf * 2, 4, 2)]
             if i == 0:
                 layers.append(SelfAttention(nf * 2))
             nf *= 2
-        layers += [*sn_conv(nf, 1, 4, 1, act=False, bias=False, padding=0), nn.Flatten()]
+        layers += [*conv(nf, 1, 4, 1, act=False, bias=False, padding=0), nn.Flatten()]
         super().__init__(*layers)
 
 
@@ -40,13 +46,15 @@ def score_map_side(side: int, n_blocks: int) -> int:
     return side - 3
 
 
-def critic(n_in: int, n_out: int = 1, nf: int = 128, n_blocks: int = 3, p: float = 0.15,
+def critic(n_in: int, n_out: int = 1, nf: int = 128, n_blocks: int = 3, p: float = 0.15, spectral: bool = True,
            input_shape: Sequence[int] | None = None) -> Critic:
     """A critic for images of n_in channels: one logit per patch, (N, positions).
 
     nf: channels after the first conv (doubled by each of the n_blocks downsampling blocks);
-    p: dropout. input_shape (C, H, W), filled in by the build, is checked: the image must still be
-    4x4 after n_blocks + 1 halvings (64 px for the default 3 blocks).
+    p: dropout; spectral: spectral normalisation of every conv (fastai's: it keeps a GAN's critic
+    Lipschitz, and also slows its learning of subtle differences, docs/BENCHMARKS.md).
+    input_shape (C, H, W), filled in by the build, is checked: the image must still be 4x4 after
+    n_blocks + 1 halvings (64 px for the default 3 blocks).
     """
     if n_out != 1:
         raise ConfigError(f"arch=critic scores real against generated images: one output, not {n_out}")
@@ -61,7 +69,7 @@ def critic(n_in: int, n_out: int = 1, nf: int = 128, n_blocks: int = 3, p: float
             hint = f"arch.n_blocks={fits}" if fits is not None else "larger images"
             raise ConfigError(f"arch=critic with n_blocks={n_blocks} needs images of at least {need} px a side, and "
                               f"these are {h}x{w}; use {hint}")
-    return Critic(n_in, nf, n_blocks, p)
+    return Critic(n_in, nf, n_blocks, p, spectral)
 
 
 def expand_targets(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
