@@ -6,6 +6,7 @@
 #   bash scripts/gpu_bench.sh tune20                  # lr x loss sweep of the 20-epoch recipe (reruns resume)
 #   bash scripts/gpu_bench.sh timm imagenette         # issues 5 and 6 (imagenette: prepare --imagenette)
 #   bash scripts/gpu_bench.sh superres                # issue 15 on the pets sample (prepare --pets)
+#   bash scripts/gpu_bench.sh superres gan            # issue 16: then a critic and the GAN stage at 256 px
 #   BUDGET=520 bash scripts/gpu_bench.sh smoke recipe5 loop aug20 copy25   # one call, in priority order
 # smoke: one CUDA epoch of the default recipe, to see the GPU path work before the long stages.
 # BUDGET (seconds, default 3000): every command gets only what is left of it (SIGTERM, which expt
@@ -71,6 +72,18 @@ for stage in "$@"; do
               python3 -m expt.cli train experiment=pets_superres arch.encoder=tf_efficientnet_lite0 \
                 arch.pretrained=false arch.weights=efficientnet-lite0 loss=feature_lite0 \
                 hydra.run.dir=outputs/gpu/pets_superres 2>&1 | tail -25 | tee -a "$OUT/superres.txt" ;;
+    gan) # issue 16 at the lesson's scale, on the pets sample: a critic against the superres stage's generator, then the
+         # GAN stage at 256 px with the generator's arch; time per epoch and the pictures
+         G=outputs/gpu/pets_superres/model.safetensors
+         python3 -m expt.cli train experiment=pets_critic data.generator=$G hydra.run.dir=outputs/gpu/pets_critic \
+           2>&1 | tail -25 | tee -a "$OUT/gan.txt"
+         python3 -m expt.cli train experiment=pets_gan gan.generator=$G gan.critic=outputs/gpu/pets_critic/model.safetensors \
+           data.size=256 bs=32 arch.encoder=tf_efficientnet_lite0 arch.pretrained=false arch.blur=true \
+           arch.self_attention=true arch.residual=false hydra.run.dir=outputs/gpu/pets_gan 2>&1 | tail -15 | tee -a "$OUT/gan.txt"
+         python3 -m expt.cli sample ckpt=$G n=6 2>&1 | tail -1 | tee -a "$OUT/gan.txt"
+         python3 -m expt.cli sample ckpt=outputs/gpu/pets_gan/model.safetensors n=6 2>&1 | tail -1 | tee -a "$OUT/gan.txt"
+         cp outputs/gpu/pets_superres/samples_n6_seed42.png "$OUT/pets_superres_samples.png"
+         cp outputs/gpu/pets_gan/samples_n6_seed42.png "$OUT/pets_gan_samples.png" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

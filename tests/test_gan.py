@@ -230,6 +230,11 @@ def test_a_gan_run_trains_both_models_and_logs_them(tmp_path, gan_parts, expt_in
     assert set(state["gan"]) == {"critic", "critic_opt", "switcher", "critic_scaler"}
     tta = expt_in(["tta", f"ckpt={run / 'model.safetensors'}", f"data.root={gan_parts['pets']}"])
     assert tta.returncode == 0, tta.stderr  # tta (and predict) use the generator alone
+    sample = expt_in(["sample", f"ckpt={run / 'model.safetensors'}", "n=3", f"data.root={gan_parts['pets']}"])
+    assert sample.returncode == 0, sample.stderr
+    from PIL import Image
+    with Image.open(run / "samples_n3_seed42.png") as im:  # 3 validation images: input | output | target
+        assert im.size == (3 * 34 + 2, 3 * 34 + 2)
 
 
 @pytest.mark.slow
