@@ -345,6 +345,7 @@ def test_a_gan_from_noise_trains_scores_fid_and_samples(tmp_path, fmnist_dir, ex
         ([*common, "gan.pixel_weight=1"], ["set gan.pixel_weight=0"]),
         ([*common, "loss=l1"], ["use loss=none"]),
         (["sample", f"ckpt={clf / 'model.safetensors'}"], ["is a classify checkpoint; expt sample needs a generator's"]),
+        (["tta", f"ckpt={run / 'model.safetensors'}"], ["is a generator from noise", "expt sample"]),
     ]
     for i, (args, phrases) in enumerate(cases):
         assert_one_line(expt_in([*args, f"hydra.run.dir={tmp_path / str(i)}"]), 2, *phrases)

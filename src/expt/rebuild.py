@@ -78,6 +78,9 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     tta, device = make("tta", cfg.tta), resolve_device(cfg.device)
     loaded = [model_from_checkpoint(p) for p in paths]
     first = loaded[0][1]
+    if any(meta.get("task") == "generate" for _, meta in loaded):
+        raise CheckpointError(f"{paths[0]} is a generator from noise, with nothing to compare its images with; "
+                              "expt tta evaluates classifiers and restoration models (see its images: expt sample)")
     for path, (_, meta) in zip(paths[1:], loaded[1:]):
         if (meta.get("classes") != first.get("classes")
                 or meta["config"]["data"]["_target_"] != first["config"]["data"]["_target_"]):
