@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .callbacks.samples import image_grid, noise_grid, save_png
+from .callbacks.samples import image_grid, tile_grid, save_png
 from .errors import ConfigError
 from .tta import autocast_for
 
@@ -37,7 +37,7 @@ def run_sample(cfg, run_dir: Path, console) -> dict:
         for start in range(0, cfg.n, cfg.bs):
             with autocast:
                 images.append(model(noise(min(cfg.bs, cfg.n - start), model.body.nz, device, gen)).float())
-        grid = noise_grid(torch.cat(images), nrow=math.ceil(math.sqrt(cfg.n)))
+        grid = tile_grid(torch.cat(images), nrow=math.ceil(math.sqrt(cfg.n)))
         what = f"{cfg.n} images from noise (seed {cfg.seed})"
     else:
         data = make("data", stored_data(meta, cfg))

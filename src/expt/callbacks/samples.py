@@ -11,12 +11,8 @@ from ..learner import Callback
 
 def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
     """Tensors (N, C, H, W) in 0..1, side by side per image: a uint8 (H', W', 3) grid."""
-    from torchvision.utils import make_grid
-    per_image = torch.stack(rows, 1).flatten(0, 1).float().clamp(0, 1)  # row i: rows[0][i], rows[1][i], ...
-    if per_image.shape[1] == 1:
-        per_image = per_image.expand(-1, 3, -1, -1)
-    grid = make_grid(per_image, nrow=len(rows), padding=pad, pad_value=1.0)
-    return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+    per_image = torch.stack(rows, 1).flatten(0, 1)  # row i: rows[0][i], rows[1][i], ...
+    return tile_grid(per_image, nrow=len(rows), pad=pad)
 
 
 def save_png(path: Path, pixels: torch.Tensor) -> None:
@@ -65,14 +61,14 @@ class NoiseSamplesCB(Callback):
         with learn.autocast:
             images = learn.model(z[: self.n]).float()
         learn.model.train(was)
-        save_png(self.path, noise_grid(images))
+        save_png(self.path, tile_grid(images))
 
 
-def noise_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
-    """Images (N, C, H, W) in 0..1 as a uint8 (H', W', 3) grid of nrow columns."""
+def tile_grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> torch.Tensor:
+    """Images (N, C, H, W) in 0..1 as a uint8 (H', W', 3) grid of nrow columns on white."""
     from torchvision.utils import make_grid
     images = images.float().clamp(0, 1)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
-    grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+    grid = make_grid(images, nrow=nrow, padding=pad, pad_value=1.0)
     return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
