@@ -21,6 +21,29 @@ def test_the_critic_scores_every_patch(size, blocks, positions):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_a_whole_image_critic_without_attention_scores_each_image_once():
+    """DCGAN's discriminator shape (fmnist_gan): the last conv covers the whole remaining map."""
+    model = critic(1, nf=8, n_blocks=1, spectral=False, attention=False, head="image", input_shape=(1, 28, 28))
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 1)
+    assert not any(isinstance(m, SelfAttention) for m in model.modules())
+    with pytest.raises(ConfigError, match="needs square images"):
+        critic(1, head="image", n_blocks=1, input_shape=(1, 28, 32))
+    with pytest.raises(ConfigError, match="patch .* or image"):
+        critic(1, head="global", n_blocks=1, input_shape=(1, 28, 28))
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "transpose"])
+def test_the_dcgan_generator_makes_images_either_way(upsample):
+    from expt.models.dcgan import dcgan
+    model = dcgan(1, 1, nz=8, nf=8, upsample=upsample, input_shape=(1, 28, 28))
+    out = model(torch.randn(2, 8, 1, 1))
+    assert out.shape == (2, 1, 28, 28) and 0 <= out.min() and out.max() <= 1
+    has_transpose = sum(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+    assert has_transpose == (3 if upsample == "transpose" else 1)  # the first layer always (1x1 -> 7x7)
+    with pytest.raises(ConfigError, match="arch.upsample is transpose or nearest"):
+        dcgan(1, 1, upsample="bilinear", input_shape=(1, 28, 28))
+
+
 def test_critic_refusals_say_what_fits():
     with pytest.raises(ConfigError, match="needs images of at least 64 px a side, and these are 28x28; use arch.n_blocks=1"):
         critic(1, input_shape=(1, 28, 28))
@@ -108,7 +131,7 @@ def test_a_critic_pretrains_on_real_against_generated(tmp_path, expt_in, monkeyp
                     2, "does not fit a critic", "loss=patch_bce")
 
 
-def toy_gan(switcher):
+def toy_gan(switcher, switch_eval: bool = True):
     """A tiny generator (conv + BatchNorm, so it has statistics that must not move while idle), a
     critic for 32 px, their optimizers and a stand-in for the learner's fields the step reads."""
     from contextlib import nullcontext
@@ -121,7 +144,7 @@ def toy_gan(switcher):
     judge = critic(3, nf=8, n_blocks=1, input_shape=(3, 32, 32))
     gen_opt = torch.optim.Adam(generator.parameters(), 1e-3, betas=(0.0, 0.99))
     critic_opt = torch.optim.Adam(judge.parameters(), 5e-3, betas=(0.0, 0.99))
-    spec = GanSpec(None, None, {}, "bce", switcher, 1.0, 50.0, 5.0)
+    spec = GanSpec(None, None, {}, "bce", switcher, 1.0, 50.0, 5.0, switch_eval=switch_eval)
     step = GanStep(generator, judge, critic_opt, spec, "fp32", torch.device("cpu"))
     events = []
     learn = SimpleNamespace(xb=torch.rand(4, 3, 32, 32), yb=torch.rand(4, 3, 32, 32), autocast=nullcontext(),
@@ -154,6 +177,26 @@ def test_the_idle_model_does_not_move_bitwise():
     assert 0 <= means["train/critic_real_acc"] <= 1 and 0 <= means["train/critic_fake_acc"] <= 1
     assert means["train/critic_loss"] > 0 and means["train/adv_loss"] > 0
     assert step.epoch_means()["train/generator_share"] == 0  # the sums start again each epoch
+
+
+def test_without_switch_eval_the_idle_generator_shows_batch_statistics_but_keeps_its_weights():
+    """gan.switch_eval=false (fmnist_gan): in critic steps the generator stays in training mode, so
+    the critic judges the images the generator is trained to make (batch statistics); its weights
+    still do not move."""
+    from expt.gan import FixedSwitcher
+    step, learn, _ = toy_gan(FixedSwitcher(n_critic=1, n_generator=1), switch_eval=False)
+    seen = []
+    hook = step.generator[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    weights = {k: v.clone() for k, v in step.generator.named_parameters()}
+    step(learn)  # a critic step
+    assert seen == [True]
+    assert all(torch.equal(weights[k], v) for k, v in step.generator.named_parameters())
+    assert all(p.grad is None for p in step.generator.parameters())  # frozen: no gradients either
+    hook.remove()
+    critic_weights = {k: v.clone() for k, v in step.critic.named_parameters()}
+    step(learn)  # a generator step: the idle critic stays in training mode too, and does not move
+    assert step.critic.training and step.generator.training
+    assert all(torch.equal(critic_weights[k], v) for k, v in step.critic.named_parameters())
 
 
 def test_the_gan_step_follows_its_switcher_and_saves_its_turn():

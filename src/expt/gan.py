@@ -103,10 +103,13 @@ def says_real(logits: torch.Tensor, kind: str) -> torch.Tensor:
     return (torch.sigmoid(logits).mean(-1) > 0.5) if kind == "bce" else (logits.mean(-1) > 0)
 
 
-def set_trainable(model: nn.Module, trainable: bool) -> None:
-    """The active model trains; the idle one is frozen (no gradients) and in eval mode, so its
-    weights, BatchNorm statistics and spectral-norm vectors stay bitwise as they are."""
-    model.train(trainable)
+def set_trainable(model: nn.Module, trainable: bool, switch_eval: bool = True) -> None:
+    """The active model trains; the idle one is frozen (no gradients) and, with switch_eval, in eval
+    mode, so its weights, BatchNorm statistics and spectral-norm vectors stay bitwise as they are.
+    Without switch_eval the idle model stays in training mode (its weights are still frozen): a
+    generator trained from scratch then shows the critic the batch-statistics images it is trained
+    on, not what its still-settling running statistics make (DCGAN's way; fastai's wgan)."""
+    model.train(trainable or not switch_eval)
     for p in model.parameters():
         p.requires_grad_(trainable)
 
@@ -125,12 +128,14 @@ class GanSpec:
     critic_lr_mult: float
     from_noise: bool = False          # the generator makes images from noise (experiment=fmnist_gan)
     fid_features: str | None = None   # a classifier checkpoint whose features score val/fid
+    switch_eval: bool = True          # the idle model in eval mode (set_trainable)
 
 
 def gan(critic: str | None = None, generator: str | None = None, critic_arch: dict | None = None,
         loss: str = "bce", switcher: str = "adaptive", critic_threshold: float = 0.65,
         n_critic: int = 1, n_generator: int = 1, adv_weight: float = 1.0, pixel_weight: float = 50.0,
-        critic_lr_mult: float = 5.0, from_noise: bool = False, fid_features: str | None = None) -> GanSpec:
+        critic_lr_mult: float = 5.0, from_noise: bool = False, fid_features: str | None = None,
+        switch_eval: bool = True) -> GanSpec:
     """The gan group's builder: a generator (the run's model) and a critic trained in turns.
 
     critic: a pretrained critic, RUN/model.safetensors of experiment=pets_critic (null: a new one
@@ -142,7 +147,8 @@ def gan(critic: str | None = None, generator: str | None = None, critic_arch: di
     loss group); critic_lr_mult: the critic's lr over the generator's; from_noise: the generator
     (arch=dcgan) makes images from noise, and the data's images are the real ones (loss=none,
     pixel_weight=0); fid_features: an expt classifier of the same data (RUN/model.safetensors),
-    whose features score the generated images by Frechet distance (val/fid) after every epoch."""
+    whose features score the generated images by Frechet distance (val/fid) after every epoch;
+    switch_eval: the idle model in eval mode (true), or left in training mode (set_trainable)."""
     if loss not in GAN_LOSSES:
         raise ConfigError(f"gan.loss={loss!r} is not one of {', '.join(GAN_LOSSES)}")
     if switcher not in SWITCHERS:
@@ -162,7 +168,7 @@ def gan(critic: str | None = None, generator: str | None = None, critic_arch: di
     switch = (AdaptiveSwitcher(critic_threshold) if switcher == "adaptive"
               else FixedSwitcher(n_critic, n_generator))
     return GanSpec(critic, generator, dict(critic_arch or {}), loss, switch, adv_weight, pixel_weight,
-                   critic_lr_mult, from_noise, fid_features)
+                   critic_lr_mult, from_noise, fid_features, bool(switch_eval))
 
 
 def none() -> None:
@@ -213,7 +219,7 @@ class GanStep:
             learn.callback("after_step")  # the schedule moves every batch, whichever model trained
 
     def generator_step(self, learn, gen_in: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        set_trainable(self.critic, False)
+        set_trainable(self.critic, False, self.spec.switch_eval)
         set_trainable(self.generator, True)
         with learn.autocast:
             fake = self.generator(gen_in)
@@ -231,7 +237,7 @@ class GanStep:
         return loss
 
     def critic_step(self, learn, gen_in: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        set_trainable(self.generator, False)
+        set_trainable(self.generator, False, self.spec.switch_eval)
         set_trainable(self.critic, True)
         with torch.no_grad(), learn.autocast:
             fake = self.generator(gen_in)
