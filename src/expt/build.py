@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from . import distributed
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader
 from .errors import ConfigError, ExptError
@@ -204,23 +205,39 @@ def build_run(cfg: DictConfig) -> Run:
     check_optimizer(group_node(cfg, "optimizer"))
     check_lr_find(cfg.lr_find)
     gan = make("gan", cfg.gan)  # its checkpoints are checked before the model is built from them
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this rank's device
+    world, rank = distributed.world(), distributed.rank()
+    if world > 1 and gan is not None:
+        raise ConfigError("a GAN run trains its two models on one device for now: run it without torchrun and "
+                          "with dist.nproc=1")
+    distributed.local_batch(cfg.bs)  # the world size must divide the global batch
     precision = resolve_precision(cfg.precision, device)
     layout = memory_format(cfg.channels_last, device)
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
 
-    data = make("data", cfg.data)
+    with distributed.primary_first():  # rank 0 builds an image cache; the others then read it
+        data = make("data", cfg.data)
     task = Generate.from_data(data) if gan is not None and gan.from_noise else task_for(data)
     check_data(data, task, cfg.bs)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
+    model = distributed.convert_sync_bn(model, (cfg.get("dist") or {}).get("sync_bn", "auto"), device)
     model = model.to(device, memory_format=layout)
     loader = dict(device=device, channels_last=layout == torch.channels_last, seed=cfg.seed)
     Loader = loader_for(data.train_x)
-    train_dl = Loader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, **loader)
-    valid_dl = Loader(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False, **loader)
+    train_dl = Loader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, rank=rank, world=world,
+                      **loader)
+    valid_x, valid_y = data.valid_x, data.valid_y
+    if world > 1:  # each rank validates its own share (no padding); MetricsCB adds the sums up
+        if len(valid_x) < world:
+            raise ConfigError(f"{world} processes need at least {world} validation images (there are {len(valid_x)})")
+        share = distributed.shard(len(valid_x))
+        valid_y = valid_y[share]
+        valid_x = (valid_x[share] if isinstance(valid_x, torch.Tensor)
+                   else torch.utils.data.Subset(valid_x, range(share.start, share.stop)))
+    valid_dl = Loader(valid_x, valid_y, max(1, cfg.bs * 2 // world), shuffle=False, drop_last=False, **loader)
     augment = make("augment", cfg.augment)
     if isinstance(task, Generate):  # batches of (noise, real images)
         nz = getattr(model.body, "nz", None)

@@ -44,9 +44,14 @@ def output_console():
     return console if console.is_terminal else Console(highlight=False, emoji=False, width=200)
 
 
-def fail(message: str, code: int = 2) -> None:
-    from rich.console import Console
-    Console(stderr=True, highlight=False, emoji=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+def fail(message: str, code: int = 2, every_rank: bool = False) -> None:
+    """One line on stderr and exit. Under torchrun, rank 0 alone says it (every rank composes the same
+    config and meets the same mistake), unless `every_rank` (a failure only this rank saw)."""
+    import os
+    if os.environ.get("RANK", "0") == "0" or every_rank:
+        from rich.console import Console
+        from rich.markup import escape  # a message may quote brackets (a path, a library's "[file:line]")
+        Console(stderr=True, highlight=False, emoji=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(code)
 
 
@@ -62,6 +67,12 @@ class LRFindSchema:
 class FinetuneSchema:
     freeze_epochs: int = 0
     body_lr_mult: float = 0.1
+
+
+@dataclass
+class DistSchema:
+    nproc: int = 1
+    sync_bn: Any = "auto"
 
 
 @dataclass
@@ -90,6 +101,7 @@ class RunSchema:
     gan: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
+    dist: DistSchema = field(default_factory=DistSchema)
 
 
 def register_schema() -> None:
@@ -117,7 +129,7 @@ def one_line(error: Exception) -> str:
 def unknown_settings(cfg) -> list[str]:
     """Run settings the schema does not have (a `+foo=1` that Hydra adds silently and nothing reads)."""
     from dataclasses import fields
-    nested = {"lr_find": LRFindSchema, "finetune": FinetuneSchema}
+    nested = {"lr_find": LRFindSchema, "finetune": FinetuneSchema, "dist": DistSchema}
     known = {f.name for f in fields(RunSchema)}
     extra = [key for key in cfg if key not in known]
     for key, schema in nested.items():
@@ -125,8 +137,9 @@ def unknown_settings(cfg) -> list[str]:
     return extra
 
 
-def check_overrides(overrides: list[str], command: str = "train") -> None:
-    """Compose once without running, so a bad group option, key or type is one line (exit 2)."""
+def check_overrides(overrides: list[str], command: str = "train"):
+    """Compose once without running, so a bad group option, key or type is one line (exit 2); returns
+    the composed config."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -139,6 +152,7 @@ def check_overrides(overrides: list[str], command: str = "train") -> None:
     extra = unknown_settings(cfg)
     if extra:
         fail(f"unknown setting {extra[0]!r}: expt has no such run setting, so nothing would read it{hint}")
+    return cfg
 
 
 def sweep_jobs(args: list[str], limit: int = 200) -> list[list[str]] | None:
@@ -219,17 +233,29 @@ def run_command(command: str, args: list[str]) -> None:
     register_schema()
     if command == "sweep" and args[:1] == ["--aggregate"]:
         return aggregate_only(args[1:])
+    from . import distributed
+    if distributed.launched() and command != "train":
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun, commands other than train run once, in rank 0
+        distributed.run_alone()
     if command == "train":
         args = resume_defaults(args)
+    cfg = None
     if command == "sweep":
         args = args + sweep_dir_args(args)
         if not any(a in ("--help", "-h", "--cfg", "-c", "--info") for a in args):
             for job in sweep_jobs(args) or []:
                 check_overrides(job, command)
     elif not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
-        check_overrides(args, command)
+        cfg = check_overrides(args, command)
+    if command == "train" and cfg is not None:
+        if distributed.launched():
+            args = joined_args(args)
+        elif cfg.dist.nproc > 1:
+            return relaunch(args, cfg)
+    primary = distributed.is_primary()
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
-    if run_dir and command != "sweep" and not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
+    if run_dir and primary and command != "sweep" and not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
         from .runfolder import check_free
         try:  # before Hydra writes its .hydra/ record into the folder
             check_free(Path(run_dir), train=command == "train")
@@ -250,7 +276,13 @@ def run_command(command: str, args: list[str]) -> None:
             from .sweep import run_job
             return run_job(_train, cfg, run_dir, console, config_text)
         try:
-            with RunFolder(run_dir):
+            if not primary:  # another rank of a torchrun launch: trains its share, writes nothing
+                with distributed.peers_watched(run_dir):
+                    summary = COMMAND_FUNCS[command](cfg, run_dir, quiet_console())
+                if summary.get("status") == "interrupted":
+                    failures.append(KeyboardInterrupt())  # the same exit code as rank 0's, silently
+                return
+            with RunFolder(run_dir), distributed.peers_watched(run_dir):
                 (run_dir / "config.yaml").write_text(config_text)
                 summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except Exception as e:  # raised below, outside Hydra (which would print a line of its own first)
@@ -277,7 +309,7 @@ def run_command(command: str, args: list[str]) -> None:
         if failures:
             raise failures[0]
     except ExptError as e:
-        fail(str(e), e.exit_code)
+        fail(str(e), e.exit_code, every_rank=isinstance(e, distributed.RankFailed))
     except OSError as e:
         fail(os_error_line(e), 1)
     except (HydraException, OmegaConfBaseException) as e:
@@ -290,6 +322,46 @@ def run_command(command: str, args: list[str]) -> None:
              interrupted_code(e))
     if command == "sweep" and "--help" not in args and "--cfg" not in args:
         aggregate_only([sweep_dir])
+
+
+def quiet_console():
+    """What ranks other than 0 print to: nothing."""
+    from rich.console import Console
+    return Console(quiet=True)
+
+
+RUN_DIR = "outputs/runs/{now}_${{name}}"  # conf/config.yaml's hydra.run.dir, with ${now:...} resolved once
+
+
+def default_run_dir() -> str:
+    import time
+    return RUN_DIR.format(now=time.strftime("%Y-%m-%d/%H-%M-%S"))
+
+
+def joined_args(args: list[str]) -> list[str]:
+    """`expt train` as one of torchrun's processes: join the process group; every rank takes rank 0's
+    run folder (Hydra's ${now:...} resolves in each process, a second apart at times), and the
+    others leave Hydra's record and log to rank 0."""
+    from . import distributed
+    distributed.join()
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args = args + ["hydra.run.dir=" + distributed.broadcast(default_run_dir() if distributed.is_primary() else None)]
+    if not distributed.is_primary():
+        args = args + ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    return args
+
+
+def relaunch(args: list[str], cfg) -> None:
+    """`expt train dist.nproc=N`: the same command under torch.distributed's launcher (torchrun,
+    --standalone: one machine), in one run folder resolved here."""
+    from .distributed import launch
+    if cfg.gan is not None and cfg.gan.get("_target_") != "expt.gan.none":
+        fail("a GAN run trains its two models on one device for now: drop dist.nproc (or set dist.nproc=1)")
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args = args + [f"hydra.run.dir={default_run_dir()}"]
+    code = launch(cfg.dist.nproc, args)
+    if code:
+        sys.exit(code)  # the ranks have said why
 
 
 def aggregate_only(args: list[str], check: bool = True) -> None:
@@ -380,6 +452,8 @@ def main(argv: list[str] | None = None) -> None:
         run_command(command, args)
     finally:
         signal.signal(signal.SIGTERM, before)
+        if "expt.distributed" in sys.modules:  # leave the process group of a torchrun launch
+            sys.modules["expt.distributed"].teardown()
 
 
 if __name__ == "__main__":

@@ -39,10 +39,14 @@ def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
     if done is not None:
         console.print(f"[dim]skipping {run_dir.name}: already finished[/]")
         return done.get(done.get("headline", DEFAULT_HEADLINE[0]), math.nan)
+    nproc = (cfg.get("dist") or {}).get("nproc", 1)
     try:
-        with RunFolder(run_dir, remove_on_failure=False):
-            (run_dir / "config.yaml").write_text(config_text)
-            summary = train(cfg, run_dir, console)
+        if nproc > 1:  # the job under torchrun (its rank 0 holds the folder and writes config.yaml)
+            summary = launch_job(run_dir, nproc)
+        else:
+            with RunFolder(run_dir, remove_on_failure=False):
+                (run_dir / "config.yaml").write_text(config_text)
+                summary = train(cfg, run_dir, console)
     except FolderBusy as e:  # another process owns the folder: leave it alone
         console.print(f"[bold red]job {run_dir.name} skipped:[/] {e}")
         return math.nan
@@ -58,6 +62,22 @@ def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
         raise KeyboardInterrupt  # Ctrl-C stopped this job's training: stop the sweep, not just the job
     value = summary.get(summary.get("headline", DEFAULT_HEADLINE[0]))
     return value if summary.get("status") == "ok" and value is not None else math.nan
+
+
+def launch_job(run_dir: Path, nproc: int) -> dict:
+    """A job of dist.nproc > 1 processes: `expt train` with the job's overrides under torchrun, into
+    the job's folder; returns its summary."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .distributed import launch
+    from .errors import ExptError
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra")]
+    quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")  # job folders hold '=' and ','
+    code = launch(nproc, [*overrides, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"])
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())
+    raise ExptError(f"its {nproc} processes ended with exit code {code} before a summary (their messages are above)")
 
 
 def collect(sweep_dir: Path):

@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from . import distributed
 from .build import Run, build_run, resolved
 from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
+from .callbacks.distributed import DistributedCB
 from .checkpoint import atomic_write, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
@@ -74,30 +76,40 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def train(cfg, run_dir: Path, console: Console) -> dict:
-    """Train the composed run; returns the summary (also written to run_dir/summary.json)."""
+    """Train the composed run; returns the summary (also written to run_dir/summary.json). Under
+    torchrun every rank trains and validates its share; rank 0 alone prints and writes."""
     config = resolved(cfg)
     state = load_resume(cfg.resume, config) if cfg.resume else None
     run = build_run(cfg)
+    primary = distributed.is_primary()
     start_epoch, history = restore(run, state) if state else (0, [])
-    if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder picks the peak lr
-        found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
-        report(found, run_dir, console)
-        run.start_schedule(found.lr)
+    if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder (rank 0's, on global batches) picks the lr
+        lr = None
+        if primary:
+            with distributed.whole_batches(run.train_dl):
+                found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
+            report(found, run_dir, console)
+            lr = found.lr
+        run.start_schedule(distributed.broadcast(lr))
     meta = {"config": config, **run.task.meta(), "mean": run.model.norm.mean.flatten().tolist(),
             "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
             "versions": versions()}
     metrics = MetricsCB(run.task, history)
     stateful = {"sched": run.sched, "train_dl": run.train_dl} | ({"gan": run.gan} if run.gan is not None else {})
-    checkpoint = CheckpointCB(run_dir, run.model, meta, stateful,
-                              metrics.history, extra={"config": json.dumps(config), "lr": run.peak_lr})
-    callbacks = [metrics, ProgressCB(console, previous_rows=history), ScheduleCB(run.sched), checkpoint,
-                 *run.fit_callbacks(), *run.task.callbacks(run_dir)]
+    checkpoint = CheckpointCB(run_dir, run.model, meta, stateful, metrics.history, write=primary,
+                              extra={"config": json.dumps(config), "lr": run.peak_lr})
+    callbacks = [metrics, ScheduleCB(run.sched), checkpoint, *run.fit_callbacks()]
+    if primary:
+        callbacks += [ProgressCB(console, previous_rows=history), *run.task.callbacks(run_dir)]
+    if distributed.world() > 1:
+        callbacks.append(DistributedCB(run.net, run.device, cfg.seed))
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks, train_step=run.gan)
 
     size = summarize_model(run.model, example_batch(run))
     console.print(f"[bold]expt train[/] {cfg.name}: {size.params:,} parameters, {len(run.data.train_x):,} train / "
                   f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
-                  f"epochs {start_epoch + 1}-{cfg.epochs}")
+                  f"epochs {start_epoch + 1}-{cfg.epochs}"
+                  + (f", {distributed.world()} processes" if distributed.world() > 1 else ""))
     baseline = run.task.baseline(run.data)
     if baseline:
         console.print("baseline (the validation inputs as they are): "
@@ -112,13 +124,15 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     except KeyboardInterrupt:
         # Keep the weights as they are; last.pt still holds the last finished epoch to resume from.
         checkpoint.wait()
-        save_model(run_dir / "model.safetensors", run.model, meta)
+        if primary:
+            save_model(run_dir / "model.safetensors", run.model, meta)
         status = "interrupted"
     seconds = time.perf_counter() - start
     summary = summarize(metrics.history, start_epoch, seconds, status, run, size) | baseline
     if status == "diverged":
         summary["error"] = learn.stop_reason
-    atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+    if primary:
+        atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     return summary
 
 

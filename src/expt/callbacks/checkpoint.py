@@ -37,18 +37,21 @@ def all_finite(model: nn.Module) -> bool:
 
 class CheckpointCB(Callback):
     """Writes model.safetensors and last.pt (optimizer, schedule, loader and RNG state) into
-    `run_dir` after each epoch that MetricsCB let through, and metrics.csv with every row."""
+    `run_dir` after each epoch that MetricsCB let through, and metrics.csv with every row. Under
+    torchrun every rank checks the epoch (the parameters are the same everywhere, so all ranks stop
+    together) and rank 0 alone writes (`write`)."""
 
     order = 20
 
     def __init__(self, run_dir: Path, model: nn.Module, meta: dict, stateful: dict, history: list[dict],
-                 extra: dict | None = None):
+                 extra: dict | None = None, write: bool = True):
         self.run_dir, self.model, self.meta = Path(run_dir), model, meta
         self.stateful = stateful  # name -> object with state_dict()/load_state_dict()
         self.history = history    # the rows MetricsCB appends to
         self.extra = extra or {}  # plain values stored with the state (the run's config)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.write = write
 
     def before_epoch(self, learn) -> None:
         if self.thread is not None and not self.thread.is_alive():
@@ -60,7 +63,8 @@ class CheckpointCB(Callback):
             self.history.pop()
             learn.stop_reason = f"parameters or statistics became non-finite in epoch {learn.epoch + 1}"
             raise CancelFitException()
-        self.save(learn, epochs_done=learn.epoch + 1)
+        if self.write:
+            self.save(learn, epochs_done=learn.epoch + 1)
 
     def after_fit(self, learn) -> None:
         self.wait()

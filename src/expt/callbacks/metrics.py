@@ -5,6 +5,7 @@ import time
 
 import torch
 
+from ..distributed import all_reduce_sums
 from ..learner import Callback, CancelFitException
 
 
@@ -12,7 +13,9 @@ class MetricsCB(Callback):
     """Builds `learn.row` after each epoch and appends it to `self.history`: epoch, train/loss,
     val/loss, the task's metric columns (classification: val/acc and val/error_rate of the
     headline target, and each head's losses and accuracy), lr, seconds. Stops the fit when the
-    training loss is NaN or infinite, before later callbacks (checkpointing) see the epoch."""
+    training loss is NaN or infinite, before later callbacks (checkpointing) see the epoch.
+    Under torchrun every rank's sums are added up first, so the means are the whole data's and
+    every rank stops together."""
 
     order = -5
     check_every = 50  # batches between NaN checks during training (each check syncs the host)
@@ -51,13 +54,14 @@ class MetricsCB(Callback):
     def _check_finite(self, learn) -> None:
         if "loss" not in self.sums:  # no batch has had a loss yet (a GAN epoch of critic steps so far)
             return
-        value = self.sums["loss"].item()
+        value = all_reduce_sums({"loss": self.sums["loss"]}, 0)[0]["loss"].item()
         if not math.isfinite(value):
             learn.stop_reason = f"training loss became {value} in epoch {learn.epoch + 1}"
             raise CancelFitException()
 
     def _means(self) -> dict[str, float]:
-        return {name: total.item() / max(self.count, 1) for name, total in self.sums.items()}
+        sums, count = all_reduce_sums(self.sums, self.count)
+        return {name: total.item() / max(count, 1) for name, total in sums.items()}
 
     def after_train(self, learn) -> None:
         if learn.stop_reason is None:

@@ -22,13 +22,20 @@ class DeviceLoader:
     Each epoch draws a fresh permutation on the device when `shuffle`; images (inputs, and targets
     that are images) come out as float32 in 0..1 (normalisation belongs to the model). With `drop_last`, a final partial
     batch is dropped, unless it is the only one.
+
+    Several processes (`world` > 1, training): `bs` is the global batch; every rank draws the same
+    permutation (same seed) and yields its `rank`-th slice of each global batch, so all ranks have
+    the same number of batches and together see what one process would.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, *, shuffle: bool, drop_last: bool,
-                 device: torch.device, channels_last: bool = False, seed: int = 0):
+                 device: torch.device, channels_last: bool = False, seed: int = 0, rank: int = 0, world: int = 1):
+        if world > 1 and (not drop_last or bs % world):
+            raise ValueError("a sharded loader needs drop_last and a global batch that the world size divides")
         self.x = x.to(device)
         self.y = y.to(device)
         self.bs, self.shuffle, self.drop_last = bs, shuffle, drop_last
+        self.rank, self.world = rank, world
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -40,8 +47,10 @@ class DeviceLoader:
     def __iter__(self):
         n, bs = len(self.x), self.bs
         order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
+        local = bs // self.world  # this rank's share of a global batch
         for i in range(len(self)):
-            rows = slice(i * bs, (i + 1) * bs)
+            start = i * bs + self.rank * local
+            rows = slice(start, start + local) if self.world > 1 else slice(i * bs, (i + 1) * bs)
             if order is None:
                 xb, yb = self.x[rows], self.y[rows]
             else:
@@ -63,9 +72,13 @@ class StreamLoader:
 
     def __init__(self, images: torch.utils.data.Dataset, y: torch.Tensor, bs: int, *, shuffle: bool,
                  drop_last: bool, device: torch.device, channels_last: bool = False, seed: int = 0,
-                 workers: int | None = None):
+                 workers: int | None = None, rank: int = 0, world: int = 1):
+        if world > 1 and (not drop_last or bs % world or len(images) < bs):
+            raise ValueError("a sharded loader needs drop_last, at least one global batch, and a global batch "
+                             "that the world size divides")
         self.images, self.y, self.bs, self.shuffle = images, y, bs, shuffle
         self.drop_last = drop_last and len(images) >= bs
+        self.rank, self.world = rank, world
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.generator = torch.Generator().manual_seed(seed)
@@ -77,13 +90,17 @@ class StreamLoader:
 
     def __iter__(self):
         order = torch.randperm(len(self.images), generator=self.generator) if self.shuffle else None
-        sampler = order.tolist() if order is not None else range(len(self.images))
+        order = order if order is not None else torch.arange(len(self.images))
+        bs = self.bs
+        if self.world > 1:  # this rank's slice of every global batch, in order
+            bs = self.bs // self.world
+            order = order[: len(self) * self.bs].view(len(self), self.world, bs)[:, self.rank].reshape(-1)
         batches = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.images, list(sampler)), batch_size=self.bs, drop_last=self.drop_last,
+            torch.utils.data.Subset(self.images, order.tolist()), batch_size=bs, drop_last=self.drop_last,
             num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
-        labels = self.y[order] if order is not None else self.y
+        labels = self.y[order]
         for i, xb in enumerate(batches):
-            yb = labels[i * self.bs: i * self.bs + len(xb)]
+            yb = labels[i * bs: i * bs + len(xb)]
             xb = xb.to(self.device, non_blocking=True)
             yb = yb.to(self.device, non_blocking=True)
             yield as_float(xb, self.memory_format), as_float(yb, self.memory_format) if is_image(yb) else yb
