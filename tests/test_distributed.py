@@ -221,7 +221,8 @@ def test_a_killed_rank_ends_the_run_and_it_resumes(tmp_path, fmnist_dir, isolate
 
 def test_a_sweep_runs_each_job_under_torchrun(tmp_path, fmnist_dir, isolated_env):
     """`expt sweep -m seed=1,2 dist.nproc=2`: each job trains with two processes in its own folder
-    (whose name holds '=' and ','), and running the sweep again skips them."""
+    (whose name holds '=' and ','); running the sweep again skips the finished jobs and trains the
+    unfinished one again in its folder."""
     env = cpu_env(isolated_env)
     args = ["sweep", "-m", "seed=1,2", "debug=fast", f"data.root={fmnist_dir}", *NO_BN, "epochs=1", "dist.nproc=2",
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]
@@ -230,5 +231,8 @@ def test_a_sweep_runs_each_job_under_torchrun(tmp_path, fmnist_dir, isolated_env
     assert result.stdout.count("2 processes") == 2 and "2 of 2 jobs ok" in result.stdout
     jobs = sorted((tmp_path / "sweep").glob("job_*"))
     assert len(jobs) == 2 and all(json.loads((j / "summary.json").read_text())["status"] == "ok" for j in jobs)
+    # a job that did not finish (here: its summary says failed) is trained again; the finished one is skipped
+    (jobs[0] / "summary.json").write_text(json.dumps({"status": "failed", "error": "a test"}))
     again = run_expt(args, tmp_path, env)
-    assert again.returncode == 0 and again.stdout.count("already finished") == 2, again.stdout[-2000:]
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already finished") == 1 and "2 of 2 jobs ok" in again.stdout, again.stdout[-2000:]

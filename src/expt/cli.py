@@ -255,6 +255,8 @@ def run_command(command: str, args: list[str]) -> None:
             return relaunch(args, cfg)
     primary = distributed.is_primary()
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
+    if run_dir and len(run_dir) > 1 and run_dir[0] == run_dir[-1] and run_dir[0] in "'\"":  # a quoted value
+        run_dir = run_dir[1:-1].replace("\\'", "'").replace("\\\\", "\\")
     if run_dir and primary and command != "sweep" and not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
         from .runfolder import check_free
         try:  # before Hydra writes its .hydra/ record into the folder

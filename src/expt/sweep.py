@@ -73,6 +73,8 @@ def launch_job(run_dir: Path, nproc: int) -> dict:
     from .errors import ExptError
     overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra")]
     quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")  # job folders hold '=' and ','
+    for name in ("summary.json", "last.pt", "model.safetensors", "metrics.csv"):  # an unfinished attempt's:
+        (run_dir / name).unlink(missing_ok=True)  # trained again from the start, as a one-process job is
     code = launch(nproc, [*overrides, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"])
     summary = run_dir / "summary.json"
     if summary.is_file():
