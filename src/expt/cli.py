@@ -357,8 +357,6 @@ def relaunch(args: list[str], cfg) -> None:
     """`expt train dist.nproc=N`: the same command under torch.distributed's launcher (torchrun,
     --standalone: one machine), in one run folder resolved here."""
     from .distributed import launch
-    if cfg.gan is not None and cfg.gan.get("_target_") != "expt.gan.none":
-        fail("a GAN run trains its two models on one device for now: drop dist.nproc (or set dist.nproc=1)")
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args = args + [f"hydra.run.dir={default_run_dir()}"]
     code = launch(cfg.dist.nproc, args)
