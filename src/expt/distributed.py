@@ -173,6 +173,8 @@ def peers_watched(run_dir):
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if world() == 1 or not (isinstance(e, dist.DistError) or any(p in text.lower() for p in PEER_ERRORS)):
             raise
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM to the survivors must not cut this line short
         why = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text).split(". ")[0][:120]  # gloo's "[file.cc:545] "
         raise RankFailed(f"rank {rank()}: another process of this run stopped ({why}); resume it with "
                          f"`torchrun --nproc_per_node={world()} -m expt train resume={run_dir}` "
