@@ -50,7 +50,7 @@ class DeviceLoader:
         local = bs // self.world  # this rank's share of a global batch
         for i in range(len(self)):
             start = i * bs + self.rank * local
-            rows = slice(start, start + local) if self.world > 1 else slice(i * bs, (i + 1) * bs)
+            rows = slice(start, start + local)
             if order is None:
                 xb, yb = self.x[rows], self.y[rows]
             else:
