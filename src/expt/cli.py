@@ -38,10 +38,11 @@ def print_usage() -> None:
 
 def output_console():
     """The console commands print to: no markup highlighting, no emoji codes (a TTA view named
-    shift:-1:0 stays text), and in logs and pipes wide enough for every metric column."""
+    shift:-1:0 stays text), and in logs and pipes wide enough for every metric column, with lines
+    never wrapped (a long path stays on its line, for a reader and for grep)."""
     from rich.console import Console
     console = Console(highlight=False, emoji=False)
-    return console if console.is_terminal else Console(highlight=False, emoji=False, width=200)
+    return console if console.is_terminal else Console(highlight=False, emoji=False, width=200, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2, every_rank: bool = False) -> None:
@@ -144,11 +145,20 @@ def check_overrides(overrides: list[str], command: str = "train"):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     hint = f"; see `expt {command} --help` for groups and options"
+    from omegaconf import OmegaConf, open_dict
+
+    from .errors import ConfigError
+    from .overrides import check_hydra_node
     try:
         with initialize_config_module("expt.conf", version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        check_hydra_node(OmegaConf.to_container(cfg.hydra, resolve=False))  # before Hydra instantiates any of it
     except (HydraException, OmegaConfBaseException) as e:
         fail(one_line(e) + hint)
+    except ConfigError as e:
+        fail(str(e))
+    with open_dict(cfg):
+        del cfg["hydra"]
     extra = unknown_settings(cfg)
     if extra:
         fail(f"unknown setting {extra[0]!r}: expt has no such run setting, so nothing would read it{hint}")
@@ -171,21 +181,28 @@ def sweep_jobs(args: list[str], limit: int = 200) -> list[list[str]] | None:
     return [list(job) for job in itertools.islice(itertools.product(*choices), limit)]
 
 
-def sweep_dir_args(args: list[str]) -> list[str]:
-    """--multirun, and a timestamped hydra.sweep.dir unless one is given."""
+def sweep_args(args: list[str]) -> list[str]:
+    """The sweep's arguments with --multirun first and, unless one is given, a timestamped
+    hydra.sweep.dir among the overrides (Hydra's argparse takes its overrides as one run of
+    positional arguments: one after them is refused)."""
     import time
-    extra = [] if any(a in ("-m", "--multirun") for a in args) else ["--multirun"]
+    args = list(args) if any(a in ("-m", "--multirun") for a in args) else ["--multirun", *args]
     if not any(a.startswith("hydra.sweep.dir=") for a in args):
-        extra.append("hydra.sweep.dir=" + time.strftime("outputs/sweeps/%Y-%m-%d/%H-%M-%S"))
-    return extra
+        first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+        args.insert(first, "hydra.sweep.dir=" + time.strftime("outputs/sweeps/%Y-%m-%d/%H-%M-%S"))
+    return args
 
 
 def resume_defaults(args: list[str]) -> list[str]:
     """`expt train resume=RUN`: the overrides RUN was started with come first, so `resume=RUN` alone
     continues it; the command line's own overrides win, and those that change the recipe are refused
     when the training state is restored (train.restore)."""
-    import yaml
     from pathlib import Path
+
+    import yaml
+
+    from . import overrides
+    from .errors import ConfigError
     source = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
     if not source:
         return args
@@ -196,10 +213,12 @@ def resume_defaults(args: list[str]) -> list[str]:
         before = yaml.safe_load(stored.read_text()) if stored.is_file() else []
     except (OSError, yaml.YAMLError):
         before = []
+    if not isinstance(before, list) or not all(isinstance(o, str) for o in before):
+        raise ConfigError(f"{stored} is not a list of overrides; resume from a run folder that expt wrote")
     given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
-    keep = [o for o in before or [] if isinstance(o, str) and "=" in o
-            and o.split("=", 1)[0].lstrip("+~") not in given | {"resume"}
+    keep = [o for o in before if "=" in o and o.split("=", 1)[0].lstrip("+~") not in given | {"resume"}
             and not o.lstrip("+~").startswith("hydra")]
+    overrides.check(keep, source=str(stored))  # a run folder is data: a tampered line is refused, not replayed
     return keep + args
 
 
@@ -228,6 +247,7 @@ def run_command(command: str, args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from . import overrides
     from .errors import ExptError
     from .runfolder import os_error_line
     register_schema()
@@ -238,11 +258,15 @@ def run_command(command: str, args: list[str]) -> None:
         if os.environ.get("RANK", "0") != "0":
             return  # under torchrun, commands other than train run once, in rank 0
         distributed.run_alone()
-    if command == "train":
-        args = resume_defaults(args)
+    try:
+        overrides.check(args)
+        if command == "train":
+            args = resume_defaults(args)
+    except ExptError as e:
+        fail(str(e), e.exit_code)
     cfg = None
     if command == "sweep":
-        args = args + sweep_dir_args(args)
+        args = sweep_args(args)
         if not any(a in ("--help", "-h", "--cfg", "-c", "--info") for a in args):
             for job in sweep_jobs(args) or []:
                 check_overrides(job, command)

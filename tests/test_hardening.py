@@ -1,0 +1,125 @@
+"""The second hardening pass (issue 23): a run folder is data, paths stay inside their roots,
+nothing the user owns is lost. Each test reproduces one finding; the controls show that the
+attack is live without expt's check, so the tests can fail."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from conftest import assert_one_line
+from expt.errors import ConfigError
+from expt.overrides import check, check_hydra_node
+
+# ---------------------------------------------------------------- a run folder never runs code
+
+
+@pytest.fixture
+def evil_yaml(tmp_path):
+    """A YAML anywhere on the disk that sets a Hydra callback which truncates the victim file."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious bytes")
+    evil = tmp_path / "evil" / "experiment" / "payload.yaml"  # also a config dir with an experiment group
+    evil.parent.mkdir(parents=True)
+    evil.write_text("# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: builtins.open\n"
+                    f"      file: {victim}\n      mode: w\n")
+    return evil, victim
+
+
+def composed(overrides: list[str]):
+    """conf/ composed as Hydra composes it, with its hydra node (no expt check in between)."""
+    from expt.cli import register_schema
+    register_schema()
+    with initialize_config_module("expt.conf", version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def relative_to_conf(path: Path) -> str:
+    """The group option that reaches `path` from conf/experiment/ (Hydra accepts `..`)."""
+    import expt.conf
+    conf = Path(expt.conf.__file__).parent / "experiment"
+    return "../" * len(conf.parts[1:]) + str(path.with_suffix("")).lstrip("/")
+
+
+def test_the_callback_payload_is_live(evil_yaml):
+    """The control: composed as Hydra composes it, the path option reaches the YAML and Hydra's own
+    callback machinery runs its payload (so the refusals below can fail)."""
+    from hydra._internal.callbacks import Callbacks
+    evil, victim = evil_yaml
+    cfg = composed([f"experiment={relative_to_conf(evil)}"])
+    Callbacks(cfg)
+    assert victim.read_text() == ""
+    with pytest.raises(ConfigError, match="sets hydra.callbacks"):  # what expt checks after composing
+        check_hydra_node(OmegaConf.to_container(cfg.hydra, resolve=False))
+
+
+def test_resuming_a_tampered_run_folder_runs_nothing(tmp_path, fmnist_dir, expt_in, evil_yaml):
+    evil, victim = evil_yaml
+    run = tmp_path / "run"
+    first = expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={run}"])
+    assert first.returncode == 0, first.stderr
+    stored = run / ".hydra" / "overrides.yaml"
+    stored.write_text(stored.read_text() + f"- experiment={relative_to_conf(evil)}\n")  # one appended line
+    result = expt_in(["train", f"resume={run}", f"hydra.run.dir={tmp_path / 'resumed'}"])
+    assert_one_line(result, 2, str(stored), "never a path")
+    assert victim.read_text() == "precious bytes"
+    assert not (tmp_path / "resumed").exists()
+
+
+def test_a_run_folder_whose_overrides_are_not_a_list_is_refused(tmp_path, expt_in):
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("hydra: {callbacks: {}}\n")
+    assert_one_line(expt_in(["train", f"resume={tmp_path / 'run'}"]), 2, "is not a list of overrides")
+
+
+CALLBACK = ["+hydra.callbacks.x._target_=builtins.open", "+hydra.callbacks.x.file={victim}", "+hydra.callbacks.x.mode=w"]
+
+
+@pytest.mark.parametrize("overrides", [
+    CALLBACK,
+    ["+hydra.job_logging.handlers.x.class=builtins.open", "+hydra.job_logging.handlers.x.file={victim}",
+     "+hydra.job_logging.handlers.x.mode=w"],
+    ["hydra.searchpath=[file://{evil_dir}]", "experiment=payload"],
+    ["hydra.launcher._target_=builtins.open"],
+    ["+hydra.sweeper.sampler={{_target_:builtins.open}}"],
+    ["experiment={relative}"],
+    ["+experiment={evil}"],
+    ["hydra/launcher=../../{evil}"],
+    ["+experiment@_global_=fmnist_5ep"],
+    ["--config-dir={evil_dir}", "experiment=payload"],
+    ["--experimental-rerun={evil_dir}/config.pickle"],
+])
+def test_the_command_line_reaches_no_hydra_code(tmp_path, expt_in, evil_yaml, overrides):
+    evil, victim = evil_yaml
+    values = {"victim": victim, "evil_dir": evil.parent.parent, "evil": evil.with_suffix(""), "relative": relative_to_conf(evil)}
+    result = expt_in(["train", "debug=fast", *[o.format(**values) for o in overrides], f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2)
+    assert victim.read_text() == "precious bytes"
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("node, phrase", [
+    ({"callbacks": {"x": {"_target_": "builtins.open"}}}, "sets hydra.callbacks"),
+    ({"searchpath": ["file:///tmp"]}, "hydra.searchpath"),
+    ({"launcher": {"_target_": "builtins.open"}}, "not one of Hydra's plugins"),
+    ({"sweeper": {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+                  "sampler": {"_target_": "builtins.exec"}}}, "'builtins.exec'"),
+    ({"job_logging": {"handlers": {"x": {"class": "builtins.open"}}}}, "would make logging call code"),
+    ({"job_logging": {"formatters": {"x": {"()": "builtins.open"}}}}, "would make logging call code"),
+    ({"hydra_logging": {"handlers": {"x": {"class": "logging.StreamHandler", "stream": "ext://os.system"}}}},
+     "would make logging call code"),
+])
+def test_the_composed_hydra_node_names_only_plugins(node, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        check_hydra_node(node)
+
+
+@pytest.mark.parametrize("overrides", [[], ["hparams_search=fmnist_optuna"], ["hydra/launcher=joblib"],
+                                       ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]])
+def test_conf_and_the_plugins_own_choices_pass(overrides):
+    check([*overrides, "hydra.sweeper.n_trials=2", "hydra.launcher.n_jobs=2", "hydra.run.dir=out", "--cfg", "job"])
+    cfg = composed(overrides)
+    check_hydra_node(OmegaConf.to_container(cfg.hydra, resolve=False))
