@@ -136,3 +136,35 @@ def test_only_a_finished_run_of_the_same_config_is_skipped(tmp_path):
     assert finished(tmp_path, "epochs: 6\n") is None  # same folder, another config: run again
     (tmp_path / "summary.json").write_text(json.dumps({"status": "failed"}))
     assert finished(tmp_path, "epochs: 5\n") is None
+
+
+def test_a_key_that_only_some_jobs_set_is_a_factor(tmp_path):
+    """Two sweeps into one folder, the second with another lr: two groups, not one pooled group."""
+    for seed in (1, 2):
+        fake_job(tmp_path / f"job_seed={seed}", [f"seed={seed}"], {"status": "ok", "val/acc": 0.9 + seed / 100})
+        fake_job(tmp_path / f"job_lr_seed={seed}", [f"seed={seed}", "optimizer.lr=1e-4"],
+                 {"status": "ok", "val/acc": 0.1 + seed / 100})
+    board = leaderboard(collect(tmp_path))
+    assert board["group"].tolist() == ["optimizer.lr=default", "optimizer.lr=1e-4"]
+    assert board["n"].tolist() == [2, 2] and board["mean"].tolist() == pytest.approx([0.915, 0.115])
+
+
+def test_the_sweep_title_stays_on_one_line_whatever_the_path(tmp_path):
+    """rich wraps a table's title to the table's width; in a pipe the title is one line, so a
+    sweep folder's long path cannot split '2 of 2 jobs ok' (a flaky test had that cause)."""
+    deep = tmp_path / ("a_long_folder_name_" * 6) / ("another_long_one_" * 6) / "sweep"
+    for seed in (1, 2):
+        fake_job(deep / f"job_seed={seed}", [f"seed={seed}"], {"status": "ok", "val/acc": 0.9})
+    result = run_expt(["sweep", "--aggregate", str(deep)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"sweep: 2 of 2 jobs ok ({deep})" in result.stdout.splitlines()
+
+
+def test_the_readmes_sweep_without_dash_m_runs(tmp_path, isolated_env, data_dir):
+    """`expt sweep arch=... seed=1,2,3` as the README and `expt --help` write it: no -m, no
+    hydra.sweep.dir (the folder argument once landed after the overrides, which argparse refused)."""
+    env = {**isolated_env, "EXPT_DATA": str(data_dir)}
+    result = run_expt(["sweep", "seed=1,2", "debug=fast", "bs=16"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "outputs" / "sweeps").glob("*/*/job_*/summary.json"))) == 2
+    assert "2 of 2 jobs ok" in result.stdout

@@ -114,11 +114,13 @@ def headline(table) -> tuple[str, bool]:
 def leaderboard(table):
     """Jobs grouped by the overrides that vary across the sweep, but the seed: n, mean and std of
     the headline metric and the mean cost, sorted best first. Failed jobs count in `failed`, not in
-    the statistics."""
+    the statistics. A key that only some jobs set reads as `default` in the others."""
+    import pandas as pd
     name, higher_is_better = headline(table)
     columns = [c for c in table.columns if c not in {*RESULT_COLUMNS, name, f"best/{name}", *NOT_A_FACTOR}]
-    factors = [c for c in columns if table[c].astype(str).nunique() > 1]
-    labels = table[factors].astype(str).apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    values = table[columns].apply(lambda col: col.map(lambda v: "default" if pd.isna(v) else str(v)))  # unset: the default
+    factors = [c for c in columns if values[c].nunique() > 1]
+    labels = values[factors].apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     table = table.assign(group=labels if factors else "all")
     ok = table[table["status"] == "ok"]
     stats = ok.groupby("group").agg(n=(name, "size"), mean=(name, "mean"), std=(name, "std"),
@@ -144,7 +146,8 @@ def render(board, console, title: str, metric: str = DEFAULT_HEADLINE[0]) -> str
     """Print the leaderboard as a rich table; return it as markdown."""
     from rich.table import Table
     columns = ["group", "n", f"{metric} (mean ± std)", "seconds", "peak MB", "params", "failed"]
-    table = Table(title=title)
+    console.print(title, soft_wrap=True)  # a table's title wraps to the table's width; a long path must not split it
+    table = Table()
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i == 0 else "right")
     lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
@@ -181,7 +184,7 @@ def aggregate(sweep_dir: Path, console) -> dict:
     atomic_write(sweep_dir / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
     board = leaderboard(table)
     ok = int((table["status"] == "ok").sum())
-    title = f"sweep {sweep_dir}: {ok} of {len(table)} jobs ok"
+    title = f"sweep: {ok} of {len(table)} jobs ok ({sweep_dir})"
     metric = headline(table)[0]
     markdown = render(board, console, title, metric)
     atomic_write(sweep_dir / "leaderboard.md", lambda tmp: tmp.write_text(markdown))
