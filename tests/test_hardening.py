@@ -123,3 +123,31 @@ def test_conf_and_the_plugins_own_choices_pass(overrides):
     check([*overrides, "hydra.sweeper.n_trials=2", "hydra.launcher.n_jobs=2", "hydra.run.dir=out", "--cfg", "job"])
     cfg = composed(overrides)
     check_hydra_node(OmegaConf.to_container(cfg.hydra, resolve=False))
+
+
+# ---------------------------------------------------------------- paths stay inside their roots
+
+
+@pytest.mark.parametrize("image_id", ["../../../outside.jpg", "{outside}", "../normal/100001.jpg"])
+def test_paddy_csv_paths_stay_inside_the_root(tmp_path, monkeypatch, image_id):
+    from conftest import make_paddy, write_jpeg
+    from expt.data import paddy
+    from expt.errors import DataError
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    root = make_paddy(tmp_path / "paddy", n=6)
+    outside = write_jpeg(tmp_path / "outside.jpg", seed=7)  # a real image the CSV must not reach
+    image_id = image_id.format(outside=outside)
+    (root / "train.csv").write_text((root / "train.csv").read_text() + f"{image_id},blast,ADT45,50\n")
+    with pytest.raises(DataError, match=r"train.csv row 8's image_id is .*leads outside"):
+        paddy.load(root=str(root), size=16)
+    assert not (tmp_path / "cache").exists()  # nothing decoded, nothing copied into the cache
+
+
+def test_paddy_csv_with_an_empty_cell_is_one_line(tmp_path):
+    from conftest import make_paddy
+    from expt.data import paddy
+    from expt.errors import DataError
+    root = make_paddy(tmp_path / "paddy", n=6)
+    (root / "train.csv").write_text((root / "train.csv").read_text() + ",blast,ADT45,50\n")
+    with pytest.raises(DataError, match="row 8 has an empty image_id"):
+        paddy.load(root=str(root), size=16)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset
+from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset, within
 from .images import check_size, images_for
 
 REQUIRED_COLUMNS = ("image_id", "label", "variety")
@@ -36,11 +36,17 @@ def read_table(folder: Path, targets: list[str]):
     if missing:
         raise DataError(f"{folder / 'train.csv'} lacks column(s) {', '.join(dict.fromkeys(missing))}; "
                         f"it has {', '.join(df.columns)} (expected image_id,label,variety,age)")
+    blank = df[[*REQUIRED_COLUMNS, *targets]].isna().any(axis=1)
+    if blank.any():
+        raise DataError(f"{folder / 'train.csv'} row {int(blank.idxmax()) + 2} has an empty "
+                        f"{', '.join(c for c in (*REQUIRED_COLUMNS, *targets) if pd.isna(df.loc[blank.idxmax(), c]))}")
     folders = {p.name for p in (folder / "train_images").iterdir() if p.is_dir()}
     orphans = sorted(set(df["label"]) - folders)
     if orphans:
         raise DataError(f"labels in train.csv with no folder in {folder / 'train_images'}: {', '.join(orphans)}")
-    paths = [folder / "train_images" / label / image_id for label, image_id in zip(df["label"], df["image_id"])]
+    images = folder / "train_images"
+    paths = [within(within(images, label, f"train.csv row {i + 2}'s label"), image_id, f"train.csv row {i + 2}'s image_id")
+             for i, (label, image_id) in enumerate(zip(df["label"], df["image_id"]))]
     absent = [p for p in paths if not p.is_file()]
     if absent:
         raise DataError(f"{len(absent)} image(s) listed in train.csv are missing, e.g. {absent[0]}")
