@@ -193,13 +193,33 @@ def test_predict_restores_a_folder_at_each_images_own_size(tmp_path, expt_in, pe
     assert result.returncode == 0, result.stderr
     assert "restored 2 of 3 images (x2)" in result.stdout and "1 unreadable, skipped" in result.stdout
     from PIL import Image
-    with Image.open(run / "restored" / "wide.png") as wide, Image.open(run / "restored" / "tall.png") as tall:
+    with Image.open(run / "restored" / "wide.jpg.png") as wide, Image.open(run / "restored" / "tall.jpg.png") as tall:
         assert wide.size == (80, 40) and tall.size == (32, 60)  # each at its own size, x data.scale
+    write_jpeg(photos / "wide.png", seed=3, size=(20, 20))  # the same stem as wide.jpg: two outputs, not one
+    again = expt_in(["predict", f"ckpt={run / 'model.safetensors'}", f"input={photos}"])
+    assert again.returncode == 0 and "restored 3 of 4 images (x2)" in again.stdout, again.stderr
+    assert sorted(p.name for p in (run / "restored-2").iterdir()) == ["tall.jpg.png", "wide.jpg.png", "wide.png.png"]
+    assert sorted(p.name for p in (run / "restored").iterdir()) == ["tall.jpg.png", "wide.jpg.png"]  # untouched
     (tmp_path / "none").mkdir()
     assert_one_line(expt_in(["predict", f"ckpt={run / 'model.safetensors'}", f"input={tmp_path / 'none'}"]), 2,
                     "holds no images")
+    assert not (run / "restored-3").exists()  # a refusal makes no folder
     assert_one_line(expt_in(["predict", f"ckpt={run / 'model.safetensors'}", f"input={tmp_path / 'nope'}"]), 2,
                     "is not a folder")
+
+
+def test_a_large_image_is_restored_in_tiles_that_match_the_whole():
+    """Tiles overlap by more than the model's reach (a 5x5 conv: 2 pixels), so the tiled output is
+    the untiled one exactly; memory stays bounded by the tile size."""
+    from expt.predict import tiled
+    conv = torch.nn.Conv2d(3, 3, 5, padding=2)
+    x = torch.rand(1, 3, 70, 45)
+    with torch.no_grad():
+        whole, parts = conv(x), tiled(conv, x, tile=20, overlap=3)
+    assert parts.shape == whole.shape and torch.allclose(parts, whole, atol=1e-6)
+    seen = []
+    tiled(lambda t: seen.append(t.shape[-2:]) or t, x, tile=20, overlap=3)
+    assert set(seen) == {(20, 20)} and len(seen) == 5 * 4  # full-size tiles only, at the edges too
 
 
 def test_image_views_are_undone_by_their_inverses():

@@ -57,7 +57,7 @@ def restore_folder(cfg, console, model_from_checkpoint) -> dict:
     model = model.to(device, memory_format=layout)
     autocast = autocast_for(resolve_precision(cfg.precision, device), device)
     scale = int(meta["config"]["data"].get("scale", 1))
-    out_dir, done, skipped = Path(cfg.ckpt).parent / "restored", 0, []
+    out_dir, done, skipped = new_folder(Path(cfg.ckpt).parent / "restored"), 0, []
     for file in files:
         try:
             with Image.open(file) as im:
@@ -68,11 +68,50 @@ def restore_folder(cfg, console, model_from_checkpoint) -> dict:
             logging.getLogger(__name__).warning("skipping unreadable image %s (%s)", file, e)
             skipped.append(str(file))
             continue
-        xb = x.permute(2, 0, 1)[None].to(device).float().div(255).contiguous(memory_format=layout)
-        with autocast:
-            out = model(xb).float()
-        save_image(out_dir / f"{file.stem}.png", out[0])
+        xb = x.permute(2, 0, 1)[None].float().div(255)
+
+        def restore(tile: torch.Tensor) -> torch.Tensor:
+            with autocast:
+                return model(tile.to(device).contiguous(memory_format=layout)).float().cpu()
+        save_image(out_dir / f"{file.name}.png", tiled(restore, xb)[0])  # the suffix kept: a.jpg and a.png stay two
         done += 1
+    if not done:
+        out_dir.rmdir()  # made by this command, and nothing in it
     console.print(f"[bold]expt predict[/] restored {done} of {len(files)} images (x{scale}) into {out_dir}"
                   + (f"; {len(skipped)} unreadable, skipped" if skipped else ""))
-    return {"status": "ok", "restored": done, "skipped": len(skipped), "outputs": str(out_dir)}
+    return {"status": "ok", "restored": done, "skipped": len(skipped), "outputs": str(out_dir if done else out_dir.parent)}
+
+
+def new_folder(path: Path) -> Path:
+    """A folder made now, never one that exists: `restored`, else `restored-2`, `restored-3`, ...
+    (an earlier prediction's outputs are never overwritten)."""
+    for i in range(1, 10_000):
+        candidate = path if i == 1 else path.with_name(f"{path.name}-{i}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}-9999 exists; move earlier predictions away")
+
+
+TILE, OVERLAP = 512, 32  # pixels: a larger image is restored in overlapping tiles, so memory stays bounded
+
+
+def tiled(fn, x: torch.Tensor, tile: int = TILE, overlap: int = OVERLAP) -> torch.Tensor:
+    """fn (an image-to-image model of the same size) over x (1, C, H, W) in tiles of at most
+    tile x tile pixels (at the edges shifted inwards, never smaller) that overlap by at least
+    `overlap` on each side; each tile keeps only its centre, so a model whose receptive field reaches
+    less than `overlap` pixels gives exactly its untiled output."""
+    _, _, h, w = x.shape
+    if h <= tile and w <= tile:
+        return fn(x)
+    step, out = tile - 2 * overlap, None
+    for top in range(0, h, step):
+        for left in range(0, w, step):
+            y0, x0 = max(min(top - overlap, h - tile), 0), max(min(left - overlap, w - tile), 0)  # full-size tiles
+            part = fn(x[..., y0:y0 + tile, x0:x0 + tile])
+            out = out if out is not None else torch.empty(1, part.shape[1], h, w)
+            keep = part[..., top - y0:top - y0 + step, left - x0:left - x0 + step]
+            out[..., top:top + keep.shape[2], left:left + keep.shape[3]] = keep
+    return out
