@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import assert_one_line
+from test_faults import readonly_dir  # noqa: F401 (a fixture)
 from expt.errors import ConfigError
 from expt.overrides import check, check_hydra_node
 
@@ -151,3 +152,40 @@ def test_paddy_csv_with_an_empty_cell_is_one_line(tmp_path):
     (root / "train.csv").write_text((root / "train.csv").read_text() + ",blast,ADT45,50\n")
     with pytest.raises(DataError, match="row 8 has an empty image_id"):
         paddy.load(root=str(root), size=16)
+
+
+# ---------------------------------------------------------------- a command deletes only what it created
+
+
+def test_a_failed_command_keeps_the_folders_the_user_made(tmp_path, expt_in):
+    """Missing data fails the command: the folders it made go, the ones that were there stay."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    result = expt_in(["train", "debug=fast", "data=imagenette", f"hydra.run.dir={mine / 'a' / 'b' / 'c'}"])
+    assert_one_line(result, 2, "Imagenette not found")
+    assert mine.is_dir() and not any(mine.iterdir())
+    (tmp_path / "empty").mkdir()
+    result = expt_in(["train", "debug=fast", "data=imagenette", f"hydra.run.dir={tmp_path / 'empty'}"])
+    assert_one_line(result, 2, "Imagenette not found")
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())  # emptied of ours, kept
+    (tmp_path / "outputs" / "runs").mkdir(parents=True)  # the default place, made by the user before
+    assert_one_line(expt_in(["train", "debug=fast", "data=imagenette"]), 2, "Imagenette not found")
+    assert (tmp_path / "outputs" / "runs").is_dir() and not any((tmp_path / "outputs" / "runs").iterdir())
+
+
+def test_a_failed_command_into_an_empty_mount_point_says_why(tmp_path, expt_in):
+    from test_faults import mount_tmpfs, unmount
+    mount = tmp_path / "mnt"
+    if not mount_tmpfs(mount, "size=1m"):
+        pytest.skip("no tmpfs can be mounted here (needs root)")
+    try:
+        result = expt_in(["train", "debug=fast", "data=imagenette", f"hydra.run.dir={mount / 'run'}"])
+        assert_one_line(result, 2, "Imagenette not found")  # not "Device or resource busy"
+        assert mount.is_mount() and not any(mount.iterdir())
+    finally:
+        unmount(mount)
+
+
+def test_an_existing_read_only_run_folder_is_one_line(tmp_path, expt_in, readonly_dir):
+    result = expt_in(["train", "debug=fast", f"hydra.run.dir={readonly_dir}"])
+    assert_one_line(result, 1, f"cannot write {readonly_dir}", "pass hydra.run.dir=DIR")

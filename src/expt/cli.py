@@ -183,14 +183,19 @@ def sweep_jobs(args: list[str], limit: int = 200) -> list[list[str]] | None:
 
 def sweep_args(args: list[str]) -> list[str]:
     """The sweep's arguments with --multirun first and, unless one is given, a timestamped
-    hydra.sweep.dir among the overrides (Hydra's argparse takes its overrides as one run of
-    positional arguments: one after them is refused)."""
+    hydra.sweep.dir among the overrides."""
     import time
     args = list(args) if any(a in ("-m", "--multirun") for a in args) else ["--multirun", *args]
     if not any(a.startswith("hydra.sweep.dir=") for a in args):
-        first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
-        args.insert(first, "hydra.sweep.dir=" + time.strftime("outputs/sweeps/%Y-%m-%d/%H-%M-%S"))
+        args = with_override(args, "hydra.sweep.dir=" + time.strftime("outputs/sweeps/%Y-%m-%d/%H-%M-%S"))
     return args
+
+
+def with_override(args: list[str], override: str) -> list[str]:
+    """`override` added to the command's overrides, next to them: Hydra's argparse takes them as one
+    run of positional arguments, and one after a flag that follows them is refused."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:first], override, *args[first:]]
 
 
 def resume_defaults(args: list[str]) -> list[str]:
@@ -249,7 +254,7 @@ def run_command(command: str, args: list[str]) -> None:
 
     from . import overrides
     from .errors import ExptError
-    from .runfolder import os_error_line
+    from .runfolder import not_there_yet, os_error_line
     register_schema()
     if command == "sweep" and args[:1] == ["--aggregate"]:
         return aggregate_only(args[1:])
@@ -278,9 +283,12 @@ def run_command(command: str, args: list[str]) -> None:
         elif cfg.dist.nproc > 1:
             return relaunch(args, cfg)
     primary = distributed.is_primary()
+    if command != "sweep" and not any(a.startswith("hydra.run.dir=") for a in args):
+        args = with_override(args, f"hydra.run.dir={default_run_dir()}")  # its parents are known before Hydra makes them
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
     if run_dir and len(run_dir) > 1 and run_dir[0] == run_dir[-1] and run_dir[0] in "'\"":  # a quoted value
         run_dir = run_dir[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+    made = not_there_yet(run_dir) if run_dir and primary else []  # what a failed command may take away again
     if run_dir and primary and command != "sweep" and not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
         from .runfolder import check_free
         try:  # before Hydra writes its .hydra/ record into the folder
@@ -308,7 +316,7 @@ def run_command(command: str, args: list[str]) -> None:
                 if summary.get("status") == "interrupted":
                     failures.append(KeyboardInterrupt())  # the same exit code as rank 0's, silently
                 return
-            with RunFolder(run_dir), distributed.peers_watched(run_dir):
+            with RunFolder(run_dir, made=made), distributed.peers_watched(run_dir):
                 (run_dir / "config.yaml").write_text(config_text)
                 summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except Exception as e:  # raised below, outside Hydra (which would print a line of its own first)
@@ -316,7 +324,7 @@ def run_command(command: str, args: list[str]) -> None:
             return
         outputs = Path(summary.get("outputs", run_dir))
         if outputs.resolve() != run_dir.resolve():  # wrote next to a checkpoint: no empty run folder left behind
-            remove_if_unused(run_dir)
+            remove_if_unused(run_dir, made)
         console.print(f"outputs: {outputs}")
         if summary.get("status") == "interrupted":
             why = "terminated (SIGTERM)" if TERMINATED else "interrupted"

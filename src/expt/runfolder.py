@@ -67,10 +67,20 @@ def busy_error(folder: Path, holder: str) -> FolderBusy:
                       "or pass another hydra.run.dir")
 
 
+class NotWritable(ExptError):
+    """The run folder cannot be written (a read-only disk, no permission)."""
+
+    exit_code = 1  # a failing disk, as a full one
+
+
 def check_free(folder: Path, train: bool) -> None:
-    """Before Hydra writes into an explicitly named run folder (hydra.run.dir=DIR): refuse one that
-    another process holds, and, for training, one that holds a run already (nothing is overwritten)."""
+    """Before Hydra writes into the run folder: refuse one that cannot be written, one that another
+    process holds, and, for training, one that holds a run already (nothing is overwritten)."""
     folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+        raise NotWritable(os_error_line(OSError(code, os.strerror(code), str(folder))))
     holder = lock_holder(folder)
     if holder is not None:
         raise busy_error(folder, holder)
@@ -79,17 +89,43 @@ def check_free(folder: Path, train: bool) -> None:
                         "continue it into a new folder")
 
 
-def remove_if_unused(folder: Path) -> None:
-    """Delete a run folder that holds nothing but what Hydra and expt wrote before the command ran
-    (config.yaml, .hydra, the lock, an empty expt.log); a folder with anything else stays as it is."""
-    folder = Path(folder)
+def not_there_yet(path: str) -> list[Path]:
+    """The folders of `path` (a run folder's path as given, before Hydra makes it) that do not exist
+    yet, deepest first: what the command will have created. A component that is still an unresolved
+    ${...} (the default run folder's name) counts as new; a folder above it is not looked at."""
+    folder = Path(os.path.abspath(path))
+    if "${" in str(folder.parent):
+        return []
+    made = [] if "${" not in folder.name and folder.exists() else [folder]
+    for parent in folder.parents:
+        if parent.exists():
+            break
+        made.append(parent)
+    return made
+
+
+def remove_if_unused(folder: Path, made: list[Path] | None = None) -> None:
+    """After a command that wrote no result into `folder` (nothing but config.yaml, .hydra, the lock,
+    an empty expt.log): take away what the command made. `made` lists the folders the command
+    created (not_there_yet; None: the folder alone): the run folder goes whole if it is one of them,
+    else only the entries expt and Hydra wrote into it; then each of the others left empty. A
+    folder that existed before the command (the user's, a mount point) is never removed."""
+    folder = Path(os.path.abspath(folder))
+    made = [folder] if made is None else [Path(os.path.abspath(p)) for p in made]
     log = folder / "expt.log"
-    if folder.is_dir() and not holds_results(folder) and not (log.is_file() and log.stat().st_size):
+    if not folder.is_dir() or holds_results(folder) or (log.is_file() and log.stat().st_size):
+        return
+    if folder in made or any("${" in p.name and p.parent == folder.parent for p in made):
         shutil.rmtree(folder, ignore_errors=True)
-        for parent in list(folder.resolve().parents)[:3]:  # outputs/runs/<date>/, left empty
-            if parent == Path.cwd() or any(parent.iterdir()):
-                break
-            parent.rmdir()
+    else:
+        for name in OURS:
+            entry = folder / name
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    for parent in sorted((p for p in made if p != folder and folder.is_relative_to(p)), key=lambda p: -len(p.parts)):
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break  # not empty, or busy: it stays, and so does every folder above it
 
 
 class RunFolder:
@@ -97,9 +133,10 @@ class RunFolder:
     cleared of stale temporary files; if the command fails before writing any result, the folder
     is removed (a refusal leaves nothing behind)."""
 
-    def __init__(self, path: Path, remove_on_failure: bool = True):
+    def __init__(self, path: Path, remove_on_failure: bool = True, made: list[Path] | None = None):
         self.path = Path(path)
         self.remove_on_failure = remove_on_failure  # a sweep records a failed job in its folder
+        self.made = made  # the folders this command created (not_there_yet), removed after a failure
         self.fd: int | None = None
 
     def __enter__(self) -> "RunFolder":
@@ -127,7 +164,7 @@ class RunFolder:
     def __exit__(self, kind, error, tb) -> None:
         self.release()
         if self.remove_on_failure and kind is not None and not issubclass(kind, (KeyboardInterrupt, SystemExit)):
-            remove_if_unused(self.path)
+            remove_if_unused(self.path, self.made)
 
 
 def os_error_line(e: OSError) -> str:
