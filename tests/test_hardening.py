@@ -3,6 +3,9 @@ nothing the user owns is lost. Each test reproduces one finding; the controls sh
 attack is live without expt's check, so the tests can fail."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +192,90 @@ def test_a_failed_command_into_an_empty_mount_point_says_why(tmp_path, expt_in):
 def test_an_existing_read_only_run_folder_is_one_line(tmp_path, expt_in, readonly_dir):
     result = expt_in(["train", "debug=fast", f"hydra.run.dir={readonly_dir}"])
     assert_one_line(result, 1, f"cannot write {readonly_dir}", "pass hydra.run.dir=DIR")
+
+
+# ---------------------------------------------------------------- the image cache
+
+
+def test_a_killed_cache_writes_temporary_file_is_cleared(tmp_path, monkeypatch):
+    from conftest import make_imagenette
+    from expt.data.images import cached_images
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    files = sorted((make_imagenette(tmp_path / "inet", per_class=(1, 1)) / "train").rglob("*.JPEG"))
+    (tmp_path / "cache").mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "cache" / f".t-16-0123.safetensors.{dead.stdout.strip()}.140000.tmp"
+    stale.write_bytes(b"\0" * 1024)  # what a SIGKILL during atomic_write leaves
+    live = tmp_path / "cache" / f".t-16-4567.safetensors.{os.getpid()}.140000.tmp"  # a live writer's: kept
+    live.write_bytes(b"\0")
+    cached_images(files, 16, "crop", "t", workers=1)
+    assert not stale.exists() and live.exists()
+
+
+def test_an_empty_expt_cache_is_the_default_not_the_working_directory(tmp_path, monkeypatch):
+    from expt.data.images import cache_root
+    monkeypatch.setenv("EXPT_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_root() == tmp_path / ".cache" / "expt" / "images"
+
+
+SLOW_BUILD = """
+import sys, time
+from pathlib import Path
+from expt.data.images import cached_images
+
+class Slow:
+    key = "slow"
+    def __call__(self, path, size):
+        time.sleep(0.5)
+        return bytes(size * size * 3)
+
+files = sorted(Path(sys.argv[1]).rglob("*.JPEG"))
+cached_images(files, 8, label="slow", workers=2, decoder=Slow())
+"""
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_decode_workers_die_with_a_killed_build(tmp_path, isolated_env):
+    """SIGKILL during the cache build: its decode workers (each with a 32 s chunk in hand) end with
+    it, instead of decoding on for minutes."""
+    import signal
+    import time
+    from conftest import make_imagenette
+    root = make_imagenette(tmp_path / "inet", per_class=(64, 1), wnids=("n01440764", "n02102040"))
+    env = {**isolated_env, "EXPT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_BUILD, str(root / "train")], env=env)
+    deadline = time.time() + 60
+    workers: set[int] = set()
+    while len(workers) < 2 and time.time() < deadline:  # the two decoders (and the pool's helpers)
+        workers = children(proc.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the build never started its workers"
+    time.sleep(1)  # both are decoding their first chunk
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while any(running(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if running(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive

@@ -32,7 +32,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Write through `write(tmp_path)`, flush it to the disk, give it the permissions of any other
     output, and move it into place in one rename: a crash or a full disk never leaves half a file.
     A temporary file that a kill left behind is cleared by the next command in that folder
-    (runfolder.clean_stale_temps)."""
+    (clean_stale_temps)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -51,6 +51,28 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temporary files (`.NAME.PID.THREAD.tmp`, checkpoint.atomic_write's) that a process
+    no longer alive left behind; returns them."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        parts = tmp.name.split(".")
+        if len(parts) >= 5 and parts[-3].isdigit() and not _alive(int(parts[-3])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def versions() -> dict[str, str]:

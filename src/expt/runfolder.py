@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .checkpoint import clean_stale_temps
 from .errors import ExptError
 
 LOCK_NAME = ".expt.lock"
@@ -17,28 +18,6 @@ OURS = {"config.yaml", ".hydra", "expt.log", LOCK_NAME}  # what exists before a 
 
 class FolderBusy(ExptError):
     """Another expt process is writing into the run folder."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def clean_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temporary files (`.NAME.PID.THREAD.tmp`, checkpoint.atomic_write's) that a process
-    no longer alive left behind; returns them."""
-    removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        parts = tmp.name.split(".")
-        if len(parts) >= 5 and parts[-3].isdigit() and not _alive(int(parts[-3])):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
 
 
 def holds_results(folder: Path) -> bool:

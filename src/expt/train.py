@@ -12,11 +12,10 @@ from . import distributed
 from .build import Run, build_run, resolved
 from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
 from .callbacks.distributed import DistributedCB
-from .checkpoint import atomic_write, load_state, save_model, versions
+from .checkpoint import atomic_write, clean_stale_temps, load_state, save_model, versions
 from .errors import CheckpointError
 from .learner import Learner
 from .lr_find import find_lr, report
-from .runfolder import clean_stale_temps
 from .summary import ModelSummary, example_batch, summarize_model
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs")

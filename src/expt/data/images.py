@@ -100,6 +100,20 @@ def _load_chunk(args: tuple[list[str], int, str, Callable | None]) -> list[bytes
     return out
 
 
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: the kernel kills this worker when its parent dies (PR_SET_PDEATHSIG), so a
+    SIGKILLed build leaves no decoders running; where prctl is missing (not Linux), workers finish
+    their chunk and exit as the pool's pipe closes."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def fingerprint(files: Sequence[Path], size: int, method: str) -> str:
     """Changes when any file is added, removed or modified, or the size or method changes."""
     h = hashlib.sha1(f"v1 {size} {method}".encode())
@@ -110,7 +124,9 @@ def fingerprint(files: Sequence[Path], size: int, method: str) -> str:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("EXPT_CACHE", Path.home() / ".cache" / "expt" / "images"))
+    """$EXPT_CACHE, or ~/.cache/expt/images when it is unset or empty (an empty one is not the
+    working directory)."""
+    return Path(os.environ.get("EXPT_CACHE", "").strip() or Path.home() / ".cache" / "expt" / "images")
 
 
 def decode_all(files: Sequence[Path], size: int, method: str, workers: int, label: str,
@@ -137,7 +153,7 @@ def decode_all(files: Sequence[Path], size: int, method: str, workers: int, labe
         if workers <= 1:
             collect(map(_load_chunk, jobs))
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 collect(pool.map(_load_chunk, jobs))
     # One stack at the end: measured faster here than copying each image into a preallocated
     # tensor while the decoding processes still need the cores (peak memory is twice the cache).
@@ -171,7 +187,7 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
     """
     from safetensors.torch import load_file, save_file
 
-    from ..checkpoint import atomic_write
+    from ..checkpoint import atomic_write, clean_stale_temps
     if decoder is None:
         check_method(method)
     key = fingerprint(files, size, decoder.key if decoder is not None else method)
@@ -190,6 +206,8 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
             raise
         except Exception as e:  # a damaged cache is rebuilt, never trusted
             log.warning("rebuilding damaged image cache %s (%s)", path, e)
+    if path.parent.is_dir():
+        clean_stale_temps(path.parent)  # a killed cache write's temporary file (tens of MB) goes
     x, kept, bad = decode_all(files, size, method, workers if workers is not None else os.cpu_count() or 1, label,
                               decoder, channels)
     for p, err in bad.items():
