@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conftest import assert_one_line
 from test_faults import readonly_dir  # noqa: F401 (a fixture)
+from test_gan import gan_parts  # noqa: F401 (a fixture)
 from expt.errors import ConfigError
 from expt.overrides import check, check_hydra_node
 
@@ -279,3 +279,28 @@ def test_decode_workers_die_with_a_killed_build(tmp_path, isolated_env):
     for w in alive:
         os.kill(w, signal.SIGKILL)
     assert not alive
+
+
+# ---------------------------------------------------------------- missing values are null, and said
+
+
+def strict_json(path: Path):
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_gan_epoch_that_trains_only_the_critic_says_so_and_writes_json(tmp_path, gan_parts, expt_in, monkeypatch):
+    monkeypatch.setenv("EXPT_CACHE", gan_parts["env"]["EXPT_CACHE"])
+    run = tmp_path / "gan"
+    result = expt_in([*gan_parts["gan"], "epochs=1", "gan.critic_threshold=0.0", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    summary = strict_json(run / "summary.json")
+    assert summary["train/loss"] is None and summary["train/generator_share"] == 0.0
+    assert "epoch 1 trained only the critic" in (run / "expt.log").read_text()
+
+
+def test_write_json_turns_nan_and_infinity_into_null(tmp_path):
+    from expt.checkpoint import write_json
+    write_json(tmp_path / "a.json", {"x": float("nan"), "y": [1.0, float("inf")], "z": {"w": -float("inf")}, "ok": 2})
+    assert strict_json(tmp_path / "a.json") == {"x": None, "y": [1.0, None], "z": {"w": None}, "ok": 2}

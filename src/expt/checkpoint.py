@@ -4,6 +4,7 @@ atomic (temporary file, then rename), so a crash never leaves a half-written fil
 
 import io
 import json
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -51,6 +52,24 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def finite_or_null(value):
+    """`value` with every NaN or infinity replaced by None, in nested dicts and lists: JSON has no
+    NaN, and a bare `NaN` in a file makes other tools reject it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data) -> Path:
+    """`data` as strict JSON (a missing value is null), written atomically."""
+    text = json.dumps(finite_or_null(data), indent=2, allow_nan=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ saved in last.pt with the critic and its optimizer, so that a resumed GAN contin
 turn.
 """
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -307,6 +308,12 @@ class GanLogCB(Callback):
         if learn.stop_reason is None and self.step.counts["critic"] and not math.isfinite(value):
             learn.stop_reason = f"the critic's loss became {value} in epoch {learn.epoch + 1}"
             raise CancelFitException()
+        if self.step.counts["critic"] and not self.step.counts["generator"]:
+            threshold = getattr(self.step.switcher, "critic_threshold", None)
+            logging.getLogger(__name__).warning(
+                "epoch %d trained only the critic: its loss (%.3f) never fell below gan.critic_threshold (%s), so the "
+                "generator got no step and train/loss is empty; train more epochs, or pass a higher "
+                "gan.critic_threshold or gan.switcher=fixed", learn.epoch + 1, value, threshold)
 
     def after_epoch(self, learn) -> None:
         learn.row.update(self.means)

@@ -1,7 +1,6 @@
 """`expt lr_find`: a learning-rate range test on the run `expt train` would build, with suggestions,
 a table, lr_find.json and lr_find.png; also used by `expt train optimizer.lr=auto`."""
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from rich.table import Table
 from .build import LR_SUGGESTIONS as SUGGESTIONS
 from .build import Run, build_run
 from .callbacks.lr_find import LRFinderCB
-from .checkpoint import atomic_write
+from .checkpoint import write_json
 from .errors import ExptError
 from .learner import Learner
 from .plots import png
@@ -86,7 +85,7 @@ def report(result: LRFindResult, run_dir: Path, console: Console) -> None:
     console.print(table)
     data = {"lrs": result.lrs, "losses": result.losses, "suggestions": result.suggestions,
             "recommended": result.recommended, "lr": result.lr, "stop_reason": result.stop_reason}
-    atomic_write(run_dir / "lr_find.json", lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
+    write_json(run_dir / "lr_find.json", data)
     plot(result, run_dir / "lr_find.png")
 
 

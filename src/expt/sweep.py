@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, write_json
 from .plots import png
 
 DEFAULT_HEADLINE = ("val/acc", True)  # for summaries that name none (jobs that failed before training)
@@ -54,7 +54,7 @@ def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
         first_line = (str(e).strip().splitlines() or [""])[0]
         summary = {"status": "failed", "error": f"{type(e).__name__}: {first_line}"}
         try:
-            atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+            write_json(run_dir / "summary.json", summary)
         except OSError:
             pass  # the disk itself failed: the job's missing summary marks it incomplete
         console.print(f"[bold red]job {run_dir.name} failed:[/] {summary['error']}")

@@ -12,7 +12,7 @@ from . import distributed
 from .build import Run, build_run, resolved
 from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
 from .callbacks.distributed import DistributedCB
-from .checkpoint import atomic_write, clean_stale_temps, load_state, save_model, versions
+from .checkpoint import clean_stale_temps, load_state, save_model, versions, write_json
 from .errors import CheckpointError
 from .learner import Learner
 from .lr_find import find_lr, report
@@ -131,7 +131,7 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     if status == "diverged":
         summary["error"] = learn.stop_reason
     if primary:
-        atomic_write(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+        write_json(run_dir / "summary.json", summary)
     return summary
 
 

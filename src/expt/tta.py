@@ -208,11 +208,10 @@ def table(result: dict, task):
 
 def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     """The `expt tta` command; tta.json goes next to a single checkpoint, or into the run folder."""
-    import json
     from pathlib import Path
 
+    from .checkpoint import write_json
     from .rebuild import build_eval
-    from .checkpoint import atomic_write
     ev = build_eval(cfg, explicit_data)
     console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
                   f"({ev.tta.average} average), {len(ev.valid_dl.y):,} validation images, {ev.device} {ev.precision}")
@@ -220,7 +219,7 @@ def run_tta(cfg, run_dir, console, explicit_data: bool) -> dict:
     result = evaluate_(ev)
     console.print(table_(result, ev.task))
     out = (Path(ev.paths[0]).parent if len(ev.paths) == 1 else Path(run_dir)) / "tta.json"
-    atomic_write(out, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+    write_json(out, result)
     console.print(f"wrote {out}")
     return {"status": "ok", **{k: v for k, v in result.items() if isinstance(v, float)}, "outputs": str(out.parent)}
 
