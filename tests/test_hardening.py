@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from conftest import assert_one_line
 from test_faults import readonly_dir  # noqa: F401 (a fixture)
+from test_faults import bait  # noqa: F401 (a fixture)
 from test_gan import gan_parts  # noqa: F401 (a fixture)
 from expt.errors import ConfigError
 from expt.overrides import check, check_hydra_node
@@ -304,3 +305,110 @@ def test_write_json_turns_nan_and_infinity_into_null(tmp_path):
     from expt.checkpoint import write_json
     write_json(tmp_path / "a.json", {"x": float("nan"), "y": [1.0, float("inf")], "z": {"w": -float("inf")}, "ok": 2})
     assert strict_json(tmp_path / "a.json") == {"x": None, "y": [1.0, None], "z": {"w": None}, "ok": 2}
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+def saved(path: Path, arch: dict, n_out: int, shape: list[int], task: dict, **meta) -> Path:
+    """A real model of `arch` saved as expt saves it, then its metadata changed by `meta`."""
+    from omegaconf import OmegaConf as OC
+    from expt.build import build_model
+    from expt.checkpoint import save_model
+    channels = shape[0]
+    model = build_model(OC.create(arch), (0.5,) * channels, (0.25,) * channels, n_out, shape)
+    data = {"_target_": "expt.data.fashion_mnist.load", "root": None}
+    header = {"config": {"arch": arch, "data": data, "epochs": 1}, "mean": [0.5] * channels,
+              "std": [0.25] * channels, "input_shape": shape, "versions": {}, **task}
+    return save_model(path, model, header | meta)
+
+
+UNET = {"_target_": "expt.models.unet.unet", "_partial_": True, "encoder": "resnet_k5"}
+DCGAN = {"_target_": "expt.models.dcgan.dcgan", "_partial_": True, "nz": 8, "nf": 8, "upsample": "nearest"}
+RESNET = {"_target_": "expt.models.resnet.resnet", "_partial_": True, "nfs": [8, 16, 32, 64, 128, 256]}
+TINY = {"_target_": "expt.models.resnet.resnet_k5", "_partial_": True, "nfs": [8, 16], "zero_init_residual": False}
+RESTORE, GENERATE = {"task": "restore", "channels": 3}, {"task": "generate", "channels": 1}
+CLASSIFY = {"classes": [str(i) for i in range(10)]}
+
+
+@pytest.mark.parametrize("arch, n_out, shape, task, change, phrase", [
+    (UNET, 3, [3, 32, 32], RESTORE, {"input_shape": [3, 60000, 60000]}, "larger than 8192 pixels"),
+    (DCGAN, 1, [1, 28, 28], GENERATE, {"input_shape": [1, 8000, 8000]}, "where its metadata builds"),
+    (TINY, 10, [1, 28, 28], CLASSIFY, {"config": {"arch": {**TINY, "nfs": [8, 10 ** 6]}}}, "where its metadata builds"),
+    (RESNET, 10, [1, 28, 28], CLASSIFY, {"input_shape": [1, 64, 64]}, "cannot be built for its metadata"),
+])
+def test_metadata_sizes_are_bounded_by_the_weights(tmp_path, arch, n_out, shape, task, change, phrase):
+    """Each of these once asked for 5 GB to 3.3 TB before failing with a traceback."""
+    import resource
+    from expt.errors import CheckpointError
+    from expt.rebuild import model_from_checkpoint
+    path = saved(tmp_path / "model.safetensors", arch, n_out, shape, task)
+    model_from_checkpoint(path)  # the control: as saved, it loads
+    if "config" in change:
+        change = {"config": {"arch": change["config"]["arch"], "data": {"_target_": "expt.data.fashion_mnist.load",
+                                                                       "root": None}, "epochs": 1}}
+    damaged = saved(tmp_path / "damaged.safetensors", arch, n_out, shape, task, **change)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=f"checkpoint {damaged} .*{phrase}"):
+        model_from_checkpoint(damaged)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: nothing big was asked for
+
+
+def relabel(path: Path, dtype: str) -> str:
+    """Change the first weight's dtype in the safetensors header, leaving its bytes (what a damaged or
+    hostile file does: F32 read as I32 is garbage); returns its name."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8:8 + n].decode()
+    key = next(k for k in json.loads(header) if k.endswith(".weight"))
+    at = header.index(f'"{key}"')
+    assert header[at:].index('"F32"') < 40
+    header = header[:at] + header[at:].replace('"F32"', f'"{dtype}"', 1)
+    path.write_bytes(raw[:8] + header.encode() + raw[8 + n:])
+    return key
+
+
+def test_weights_relabelled_to_another_dtype_are_a_damaged_file(tmp_path, fmnist_dir, expt_in):
+    from expt.errors import CheckpointError
+    from expt.rebuild import model_from_checkpoint
+    path = saved(tmp_path / "run" / "model.safetensors", TINY, 10, [1, 28, 28], CLASSIFY)
+    key = relabel(path, "I32")
+    with pytest.raises(CheckpointError, match=f"is damaged: {key} is stored as torch.int32, where the model holds "
+                                              "torch.float32"):
+        model_from_checkpoint(path)
+    result = expt_in(["tta", f"ckpt={path}", f"data.root={fmnist_dir}", "device=cpu"])
+    assert_one_line(result, 2, "is damaged")
+    assert not (tmp_path / "run" / "tta.json").exists()
+
+
+def test_non_finite_weights_are_a_damaged_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    from expt.errors import CheckpointError
+    from expt.rebuild import model_from_checkpoint
+    path = saved(tmp_path / "model.safetensors", TINY, 10, [1, 28, 28], CLASSIFY)
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    weights = load_file(str(path))
+    key = next(k for k in weights if weights[k].is_floating_point())
+    weights[key][0] = float("nan")
+    save_file(weights, str(path), metadata=header)
+    with pytest.raises(CheckpointError, match=f"{key} holds NaN"):
+        model_from_checkpoint(path)
+
+
+def test_refusals_blame_the_right_thing(tmp_path, expt_in, bait):
+    """A folder that exists is not "missing"; a pickle is refused without torch's advice to unpickle it."""
+    from expt.checkpoint import load_state
+    from expt.errors import CheckpointError
+    from expt.rebuild import model_from_checkpoint
+    run = tmp_path / "run"
+    saved(run / "model.safetensors", TINY, 10, [1, 28, 28], CLASSIFY)
+    with pytest.raises(CheckpointError, match=r"is a folder; pass the model.safetensors inside it \(it has one\)"):
+        model_from_checkpoint(run)
+    _, _, pkl, _ = bait
+    (run / "last.pt").write_bytes(pkl.read_bytes())
+    with pytest.raises(CheckpointError) as refused:
+        load_state(run)
+    assert "never unpickles code" in str(refused.value)
+    assert "weights_only" not in str(refused.value) and "arbitrary code" not in str(refused.value)

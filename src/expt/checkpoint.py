@@ -17,6 +17,7 @@ from .errors import CheckpointError, first_line
 
 FORMAT = "expt-checkpoint/1"
 META_KEYS = ("config", "mean", "std", "versions")  # required; the task's keys and "input_shape" too
+MAX_SIDE = 8192  # pixels: no run trains on larger images; a larger input_shape is a damaged file
 STATE_KEYS = ("epochs_done", "history", "model", "opt", "torch_rng", "config", "sched", "train_dl")
 
 
@@ -122,6 +123,9 @@ def read_meta(path: Path) -> dict:
     from safetensors.torch import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        inside = " (it has one)" if (path / "model.safetensors").is_file() else ""
+        raise CheckpointError(f"checkpoint {path} is a folder; pass the model.safetensors inside it{inside}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the model.safetensors of a run folder")
     try:
@@ -200,6 +204,8 @@ def meta_problem(meta: dict) -> str | None:
     shape = meta.get("input_shape")
     if shape is not None and not (_is_list_of(shape, int) and len(shape) == 3 and min(shape) > 0):
         return "input_shape is not (channels, height, width)"
+    if shape is not None and max(shape[1:]) > MAX_SIDE:
+        return f"input_shape {shape} is larger than {MAX_SIDE} pixels a side"
     heads = meta.get("heads")
     if heads is not None and not (isinstance(heads, dict) and heads
                                   and all(_is_list_of(v, str) and v for v in heads.values())):
@@ -215,6 +221,20 @@ def save_state(path: Path, state: dict) -> Path:
     return atomic_write(path, write)
 
 
+def load_plain(path: Path):
+    """torch.load of plain tensors and containers only (weights_only: no pickled code). A damaged or
+    foreign file raises ValueError with one line, never torch's advice to unpickle it."""
+    import warnings
+    try:
+        with warnings.catch_warnings():  # older files (the Lite0 package's) trigger a protocol notice
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for damaged or foreign files (pickled code too)
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            raise ValueError("it holds pickled objects, not only tensors, and expt never unpickles code") from e
+        raise ValueError(first_line(e)) from e
+
+
 def load_state(path: Path) -> dict:
     """Training state saved by save_state; plain tensors and containers only (no pickled code)."""
     path = Path(path)
@@ -223,10 +243,9 @@ def load_state(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"nothing to resume at {path}; pass a run folder that has last.pt")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for damaged or foreign files (pickled code too)
-        first = first_line(e)
-        raise CheckpointError(f"cannot resume from {path}: not an expt training state ({first})") from e
+        state = load_plain(path)
+    except ValueError as e:
+        raise CheckpointError(f"cannot resume from {path}: not an expt training state ({e})") from e
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"cannot resume from {path}: not an expt training state (no {', '.join(missing)})")

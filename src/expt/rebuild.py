@@ -33,13 +33,39 @@ def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
     for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
         if key in arch:
             arch[key] = value
-    model = build_model(arch, meta["mean"], meta["std"], task_from_meta(meta).n_outputs, meta.get("input_shape"))
+    args = (arch, meta["mean"], meta["std"], task_from_meta(meta).n_outputs, meta.get("input_shape"))
     try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit its stored arch "
-                              f"({str(e).splitlines()[0]})") from e
+        with torch.device("meta"):  # shapes alone, no memory: sizes in the metadata are checked before anything real
+            skeleton = build_model(*args)
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} is damaged: its stored arch cannot be built for its metadata "
+                              f"({e})") from None
+    problem = weights_problem(skeleton.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} is damaged: {problem}; use a model.safetensors as expt wrote it")
+    model = build_model(*args)
+    model.load_state_dict(weights)
     return model.eval(), meta
+
+
+def weights_problem(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> str | None:
+    """What keeps `weights` from being the state of a model whose state dict is `expected` (shapes
+    and dtypes, on the meta device): a missing, extra or reshaped tensor, another dtype (bytes
+    relabelled as integers read as garbage), or a weight that is not finite. None when they fit."""
+    missing, extra = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
+    if missing or extra:
+        return (f"weights do not fit its stored arch ({len(missing)} missing, e.g. {missing[:1]}; "
+                f"{len(extra)} unexpected, e.g. {extra[:1]})")
+    for key, want in expected.items():
+        got = weights[key]
+        if got.shape != want.shape:
+            return (f"weights do not fit its stored arch and sizes: {key} is {list(got.shape)}, where its metadata "
+                    f"builds {list(want.shape)}")
+        if got.dtype != want.dtype:
+            return f"{key} is stored as {got.dtype}, where the model holds {want.dtype}"
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            return f"{key} holds NaN or infinite values (expt keeps checkpoints of finite epochs only)"
+    return None
 
 
 @dataclass

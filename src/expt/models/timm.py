@@ -3,7 +3,6 @@ pretrained config (when pretrained), resizing on the device for fixed-size model
 
 import difflib
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_plain
 from ..errors import ConfigError, first_line
 
 
@@ -166,18 +166,17 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
     if path in PACKAGED:
         return packaged_weights(path)
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError(f"weights file {path} is a folder; pass the weights file inside it")
     if not file.is_file():
         raise ConfigError(f"weights file {path} does not exist")
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(file))
-        with warnings.catch_warnings():  # older files (the Lite0 package's) trigger a protocol notice
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # damaged or foreign files, pickled code (torch's advice to unpickle is left out)
-        first = first_line(e).split(". ")[0]
-        raise ConfigError(f"weights file {path} cannot be read as tensors ({first}); expt loads only plain "
+        state = load_plain(file)
+    except Exception as e:  # damaged or foreign files, pickled code
+        raise ConfigError(f"weights file {path} cannot be read as tensors ({first_line(e)}); expt loads only plain "
                           "tensors (a state dict, safetensors or an expt checkpoint)") from e
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

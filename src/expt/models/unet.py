@@ -4,6 +4,7 @@ forward pass (the output of each block before the size changes). The decoder ups
 PixelShuffle (ICNR-initialised, optionally blurred), joins each skip connection, optionally
 self-attends, concatenates the input before a last residual block, and ends in a sigmoid range."""
 
+import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,13 +127,11 @@ class HookedEncoder(nn.Module):
                 break  # pooling, flatten and the classifier head
             blocks.append(layer)
         self.blocks = nn.Sequential(*blocks)
-        with torch.no_grad():
-            was = self.blocks.training
-            x, sizes = torch.zeros(1, n_in, *input_shape[-2:]), []
-            for block in self.eval().blocks:
+        with torch.no_grad():  # shapes only, on the meta device: no memory, whatever the image size
+            x, sizes = torch.zeros(1, n_in, *input_shape[-2:], device="meta"), []
+            for block in copy.deepcopy(self.blocks).eval().to("meta"):
                 x = block(x)
                 sizes.append((x.shape[1], x.shape[-1]))
-            self.blocks.train(was)
         width = input_shape[-1]
         self.keep = [i for i in range(len(sizes)) if i == len(sizes) - 1 or sizes[i + 1][1] != sizes[i][1]]
         self.channels = [sizes[i][0] for i in self.keep]
