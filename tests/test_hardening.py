@@ -412,3 +412,36 @@ def test_refusals_blame_the_right_thing(tmp_path, expt_in, bait):
         load_state(run)
     assert "never unpickles code" in str(refused.value)
     assert "weights_only" not in str(refused.value) and "arbitrary code" not in str(refused.value)
+
+
+# ---------------------------------------------------------------- what a new user hit first
+
+
+def test_predict_on_a_unet_without_input_says_to_pass_input(tmp_path, expt_in):
+    run = tmp_path / "run"
+    pets = {"_target_": "expt.data.pets.load", "root": None}
+    path = saved(run / "model.safetensors", UNET, 3, [3, 32, 32], RESTORE, config={
+        "arch": UNET, "data": pets, "epochs": 1})
+    line = assert_one_line(expt_in(["predict", f"ckpt={path}"]), 2, "restores images: pass input=DIR")
+    assert "hydra" not in line.lower()
+    assert not (tmp_path / "outputs").exists()  # a failed command leaves no run folder
+    classifier = saved(tmp_path / "clf" / "model.safetensors", TINY, 10, [1, 28, 28], CLASSIFY)
+    result = expt_in(["predict", f"ckpt={classifier}"])
+    assert_one_line(result, 2, "has no test split to predict")
+    assert "Error getting object" not in result.stdout + result.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_a_commands_own_run_folder_is_named_after_the_command(tmp_path, expt_in):
+    result = expt_in(["tta", "--cfg", "job", f"ckpt=[{tmp_path / 'a.safetensors'},{tmp_path / 'b.safetensors'}]"])
+    assert result.returncode == 0 and "\nname: tta\n" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("args, phrase", [(["train", "dist.nproc=0"], "dist.nproc=0 must be at least 1"),
+                                          (["train", "dist.nproc=-1"], "dist.nproc=-1 must be at least 1")])
+def test_settings_that_name_no_processes_are_refused(tmp_path, expt_in, args, phrase):
+    assert_one_line(expt_in([*args, "debug=fast"]), 2, phrase)
+
+
+def test_sample_bounds_n(tmp_path, expt_in):
+    path = saved(tmp_path / "g" / "model.safetensors", DCGAN, 1, [1, 28, 28], GENERATE)
+    assert_one_line(expt_in(["sample", f"ckpt={path}", "n=3000000"]), 2, "n=3000000 must be from 1 to 1,024")

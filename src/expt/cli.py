@@ -162,6 +162,8 @@ def check_overrides(overrides: list[str], command: str = "train"):
     extra = unknown_settings(cfg)
     if extra:
         fail(f"unknown setting {extra[0]!r}: expt has no such run setting, so nothing would read it{hint}")
+    if cfg.dist.nproc < 1:
+        fail(f"dist.nproc={cfg.dist.nproc} must be at least 1 (the number of processes of one run)")
     return cfg
 
 
@@ -269,6 +271,8 @@ def run_command(command: str, args: list[str]) -> None:
             args = resume_defaults(args)
     except ExptError as e:
         fail(str(e), e.exit_code)
+    if command in ("tta", "predict", "sample") and not any(a.lstrip("+").startswith("name=") for a in args):
+        args = with_override(args, f"name={command}")  # its run folder (an ensemble's), not the default arch's name
     cfg = None
     if command == "sweep":
         args = sweep_args(args)

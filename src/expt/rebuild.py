@@ -2,11 +2,11 @@
 API. A checkpoint is data: its stored config is checked (only expt's builders, every key against
 its builder's signature) before anything of it is imported or called."""
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -149,15 +149,17 @@ def build_test(cfg: DictConfig) -> TestRun:
         raise ConfigError("expt predict needs one checkpoint: ckpt=PATH/model.safetensors")
     tta = make("tta", cfg.tta)
     model, meta = model_from_checkpoint(cfg.ckpt)
+    if meta.get("task", "classify") == "restore":
+        raise ConfigError(f"{cfg.ckpt} restores images: pass input=DIR, a folder of images to restore")
     data = stored_data(meta, cfg)
     options = OmegaConf.to_container(data, resolve=True)
     check_node("data", options)  # an expt data builder, so its module is one of expt's
     module, _, _ = data._target_.rpartition(".")
-    try:
-        load_test = get_object(f"{module}.load_test")
-    except Exception:
-        raise ConfigError(f"{cfg.ckpt} was trained on {module.rsplit('.', 1)[-1]}, which has no test split "
-                          "to predict (data=paddy has one)") from None
+    load_test = getattr(importlib.import_module(module), "load_test", None)  # an expt module (checked above)
+    if meta.get("task", "classify") != "classify" or load_test is None:
+        raise ConfigError(f"{cfg.ckpt} is a {meta.get('task', 'classify')} checkpoint trained on "
+                          f"{module.rsplit('.', 1)[-1]}, which has no test split to predict (a data=paddy "
+                          "classifier has one; a restoration checkpoint takes input=DIR)")
     x, ids = load_test(**{k: v for k, v in options.items() if k != "_target_"})
     device = resolve_device(cfg.device)
     layout = memory_format(cfg.channels_last, device)

@@ -12,6 +12,8 @@ from .callbacks.samples import image_grid, tile_grid, save_png
 from .errors import ConfigError
 from .tta import autocast_for
 
+MAX_IMAGES = 1024  # one grid: 32x32 images, already 900 px a side at 28 px an image
+
 
 @torch.no_grad()
 def run_sample(cfg, run_dir: Path, console) -> dict:
@@ -21,8 +23,9 @@ def run_sample(cfg, run_dir: Path, console) -> dict:
     from .runtime import resolve_device, resolve_precision
     if cfg.ckpt is None or not isinstance(cfg.ckpt, str):
         raise ConfigError("expt sample needs one generator checkpoint: ckpt=RUN/model.safetensors")
-    if cfg.n < 1:
-        raise ConfigError(f"n={cfg.n} must be at least 1")
+    if not 1 <= cfg.n <= MAX_IMAGES:
+        raise ConfigError(f"n={cfg.n} must be from 1 to {MAX_IMAGES:,} (one grid of images; for many images "
+                          "run expt sample with several seeds)")
     model, meta = model_from_checkpoint(cfg.ckpt)
     task = meta.get("task", "classify")
     if task not in ("generate", "restore"):
