@@ -445,3 +445,19 @@ def test_settings_that_name_no_processes_are_refused(tmp_path, expt_in, args, ph
 def test_sample_bounds_n(tmp_path, expt_in):
     path = saved(tmp_path / "g" / "model.safetensors", DCGAN, 1, [1, 28, 28], GENERATE)
     assert_one_line(expt_in(["sample", f"ckpt={path}", "n=3000000"]), 2, "n=3000000 must be from 1 to 1,024")
+
+
+@pytest.mark.parametrize("data, arch, phrase", [
+    ("fmnist", "arch=unet", "arch=unet outputs images, and this data's targets are classes"),
+    ("fmnist", "arch=dcgan", "arch=dcgan outputs images, and this data's targets are classes"),
+    ("pets", "arch=resnet_k5", "arch=resnet_k5 outputs class scores, and this data's targets are images"),
+])
+def test_an_arch_whose_output_the_targets_cannot_take_is_one_line(tmp_path, fmnist_dir, expt_in, monkeypatch,
+                                                                   data, arch, phrase):
+    from test_restore import make_pets
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    where = ([f"data.root={fmnist_dir}"] if data == "fmnist" else
+             ["data=pets", f"data.root={make_pets(tmp_path / 'pets')}", "data.size=24", "loss=l1", "bs=4"])
+    result = expt_in(["train", "debug=fast", *where, arch, f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2, phrase)
+    assert not (tmp_path / "r").exists()

@@ -144,6 +144,21 @@ def check_input_size(body: nn.Module, input_shape: Sequence[int]) -> None:
                           "change data.size (or the arch: resnet_k5 takes any size from 9)")
 
 
+def check_output_kind(arch: DictConfig, body: nn.Module, task) -> None:
+    """Refuse an arch whose output is not what the task compares with its targets: images (a U-Net,
+    a generator: `image_output` on the model) for image targets, class scores for classes."""
+    makes_images = getattr(body, "image_output", False)
+    if makes_images == task.image_output:
+        return
+    name = str(arch.get("_target_", "")).rsplit(".", 1)[-1]
+    if makes_images:
+        raise ConfigError(f"arch={name} outputs images, and this data's targets are classes: pick a classifier "
+                          "(arch=resnet_k5, resnet or timm)" + (", or train it as a GAN from noise "
+                                                                "(experiment=fmnist_gan)" if name == "dcgan" else ""))
+    raise ConfigError(f"arch={name} outputs class scores, and this data's targets are images: use arch=unet "
+                      "(or arch=dcgan with gan=dcgan, for images from noise)")
+
+
 def check_data(data: ImageData, task, bs: int) -> None:
     """Refuse data that cannot train: fewer images than one batch, or what the task refuses (a
     classifier's single class)."""
@@ -223,6 +238,7 @@ def build_run(cfg: DictConfig) -> Run:
     check_data(data, task, cfg.bs)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
+    check_output_kind(cfg.arch, model.body, task)
     model = distributed.convert_sync_bn(model, (cfg.get("dist") or {}).get("sync_bn", "auto"), device)
     model = model.to(device, memory_format=layout)
     loader = dict(device=device, channels_last=layout == torch.channels_last, seed=cfg.seed)

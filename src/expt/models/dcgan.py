@@ -20,6 +20,8 @@ def up(ni: int, nf: int, upsample: str, bias: bool) -> list[nn.Module]:
 
 
 class DCGenerator(nn.Sequential):
+    image_output = True  # build.check_output_kind: it outputs images, not class scores
+
     def __init__(self, nz: int, n_out: int, side: int, nf: int, upsample: str = "transpose"):
         start = side // 4
         super().__init__(

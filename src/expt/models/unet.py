@@ -147,6 +147,8 @@ class HookedEncoder(nn.Module):
 
 
 class DynamicUnet(nn.Module):
+    image_output = True  # build.check_output_kind: it outputs images, not class scores
+
     def __init__(self, encoder: nn.Module, n_in: int, n_out: int, blur: bool = False, self_attention: bool = False,
                  y_range: Sequence[float] | None = (0.0, 1.0), residual_stats: tuple | None = None):
         super().__init__()
