@@ -461,3 +461,14 @@ def test_an_arch_whose_output_the_targets_cannot_take_is_one_line(tmp_path, fmni
     result = expt_in(["train", "debug=fast", *where, arch, f"hydra.run.dir={tmp_path / 'r'}"])
     assert_one_line(result, 2, phrase)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("sweep, phrase", [
+    (["optimizer.lr=1e-3,-1"], "the job debug=fast optimizer.lr=-1 would fail: optimizer.lr=-1 must not be negative"),
+    (["arch=timm", "arch.name=resnet18,no_such_model"], "arch.name='no_such_model' is not a timm model"),
+    (["epochs=1,0"], "epochs=0 must be at least 1"),
+])
+def test_a_sweep_checks_every_combination_before_the_first_job(tmp_path, expt_in, sweep, phrase):
+    result = expt_in(["sweep", "debug=fast", *sweep, f"hydra.sweep.dir={tmp_path / 'sw'}"])
+    assert_one_line(result, 2, phrase)
+    assert not (tmp_path / "sw").exists()  # not one job ran

@@ -212,13 +212,27 @@ def loader_for(images) -> type:
     return DeviceLoader if isinstance(images, torch.Tensor) else StreamLoader
 
 
-def build_run(cfg: DictConfig) -> Run:
+def check_settings(cfg: DictConfig) -> None:
+    """What can be checked of a run before any data or model exists (a sweep checks every job's
+    combination this way before the first starts): run settings, every group against its builder,
+    the optimizer's values, the lr finder's, and the timm model named."""
     for key in ("epochs", "bs"):
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
     check_groups(cfg)
     check_optimizer(group_node(cfg, "optimizer"))
     check_lr_find(cfg.lr_find)
+    from .models import timm as timm_models
+    from .models.unet import EXPT_ENCODERS
+    arch = cfg.arch
+    if arch.get("_target_") == "expt.models.timm.timm_model":
+        timm_models.check_name(arch.name)
+    elif arch.get("_target_") == "expt.models.unet.unet" and arch.get("encoder") not in EXPT_ENCODERS:
+        timm_models.check_name(arch.encoder, "arch.encoder")
+
+
+def build_run(cfg: DictConfig) -> Run:
+    check_settings(cfg)
     gan = make("gan", cfg.gan)  # its checkpoints are checked before the model is built from them
     device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this rank's device
     world, rank = distributed.world(), distributed.rank()

@@ -183,6 +183,19 @@ def sweep_jobs(args: list[str], limit: int = 200) -> list[list[str]] | None:
     return [list(job) for job in itertools.islice(itertools.product(*choices), limit)]
 
 
+def check_sweep(jobs: list[list[str]]) -> None:
+    """Every job's config, composed and checked as far as it can be without data, before the first
+    job starts: a bad value in one combination is one line and exit 2, not a failed job an hour in."""
+    from .build import check_settings
+    from .errors import ExptError
+    for job in jobs:
+        cfg = check_overrides(job, "sweep")
+        try:
+            check_settings(cfg)
+        except ExptError as e:
+            fail(f"the job {' '.join(o for o in job if not o.startswith('hydra.'))} would fail: {e}", e.exit_code)
+
+
 def sweep_args(args: list[str]) -> list[str]:
     """The sweep's arguments with --multirun first and, unless one is given, a timestamped
     hydra.sweep.dir among the overrides."""
@@ -277,8 +290,7 @@ def run_command(command: str, args: list[str]) -> None:
     if command == "sweep":
         args = sweep_args(args)
         if not any(a in ("--help", "-h", "--cfg", "-c", "--info") for a in args):
-            for job in sweep_jobs(args) or []:
-                check_overrides(job, command)
+            check_sweep(sweep_jobs(args) or [])
     elif not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
         cfg = check_overrides(args, command)
     if command == "train" and cfg is not None:
