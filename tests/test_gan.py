@@ -270,7 +270,8 @@ def test_a_gan_run_trains_both_models_and_logs_them(tmp_path, gan_parts, expt_in
     assert start.keys() == end.keys() and any(not torch.equal(start[k], end[k]) for k in start)
     assert json.loads((run / "summary.json").read_text())["headline"] == "val/psnr"
     state = torch.load(run / "last.pt", weights_only=True)
-    assert set(state["gan"]) == {"critic", "critic_opt", "switcher", "critic_scaler"}
+    assert set(state["gan"]) == {"critic", "critic_opt", "switcher", "critic_scaler", "critic_arch"}
+    assert state["gan"]["critic_arch"]["_target_"] == "expt.models.critic.critic"  # a resume needs no gan.critic file
     tta = expt_in(["tta", f"ckpt={run / 'model.safetensors'}", f"data.root={gan_parts['pets']}"])
     assert tta.returncode == 0, tta.stderr  # tta (and predict) use the generator alone
     sample = expt_in(["sample", f"ckpt={run / 'model.safetensors'}", "n=3", f"data.root={gan_parts['pets']}"])
@@ -292,7 +293,14 @@ def test_a_killed_gan_run_resumes_exactly(tmp_path, gan_parts, isolated_env):
     cut = tmp_path / "cut"
     code, err = signal_after_first_epoch(common, cut, tmp_path, env, signal.SIGKILL)
     assert code == -signal.SIGKILL, err
-    resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], tmp_path, env)
+    moved = {gan_parts[k]: gan_parts[k].with_name(gan_parts[k].name + "_moved") for k in ("gen", "critic")}
+    for before, after in moved.items():  # the starting checkpoints moved away: last.pt has every weight
+        before.rename(after)
+    try:
+        resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], tmp_path, env)
+    finally:
+        for before, after in moved.items():
+            after.rename(before)
     assert resumed.returncode == 0, resumed.stderr
     full = run_expt([*common, f"hydra.run.dir={tmp_path / 'full'}"], tmp_path, env)
     assert full.returncode == 0, full.stderr

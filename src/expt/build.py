@@ -155,6 +155,9 @@ def check_output_kind(arch: DictConfig, body: nn.Module, task) -> None:
         raise ConfigError(f"arch={name} outputs images, and this data's targets are classes: pick a classifier "
                           "(arch=resnet_k5, resnet or timm)" + (", or train it as a GAN from noise "
                                                                 "(experiment=fmnist_gan)" if name == "dcgan" else ""))
+    if isinstance(task, Generate):
+        raise ConfigError(f"gan.from_noise=true needs a generator from noise: arch=dcgan (arch={name} outputs "
+                          "class scores)")
     raise ConfigError(f"arch={name} outputs class scores, and this data's targets are images: use arch=unet "
                       "(or arch=dcgan with gan=dcgan, for images from noise)")
 
@@ -231,7 +234,22 @@ def check_settings(cfg: DictConfig) -> None:
         timm_models.check_name(arch.encoder, "arch.encoder")
 
 
-def build_run(cfg: DictConfig) -> Run:
+def for_resume(cfg: DictConfig) -> DictConfig:
+    """The config a resumed run is built from: the starting weights files (arch.weights, gan.generator,
+    gan.critic) are not read, since the training state restores every weight; so a resume works
+    after they moved. (The recipe check compares the config as given.)"""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key, value in (("pretrained", False), ("weights", None)):
+        if key in cfg.arch:
+            cfg.arch[key] = value
+    for key in ("generator", "critic"):
+        if cfg.get("gan") and key in cfg.gan:
+            cfg.gan[key] = None
+    return cfg
+
+
+def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
+    """The run's objects. critic_arch: a resumed GAN's critic, as its training state records it."""
     check_settings(cfg)
     gan = make("gan", cfg.gan)  # its checkpoints are checked before the model is built from them
     device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this rank's device
@@ -288,17 +306,18 @@ def build_run(cfg: DictConfig) -> Run:
               lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
               frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs)
     if gan is not None:
-        run.gan, run.gan_callbacks = build_gan(gan, run, group_node(cfg, "optimizer"), layout)
+        run.gan, run.gan_callbacks = build_gan(gan, run, group_node(cfg, "optimizer"), layout, critic_arch)
     if not run.lr_auto:
         run.start_schedule()
     return run
 
 
-def build_gan(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format) -> tuple[Any, list]:
+def build_gan(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format,
+              critic_arch: dict | None = None) -> tuple[Any, list]:
     """A GAN run's step and its callbacks (the log columns, and val/fid with gan.fid_features)."""
     if run.lr_auto:
         raise ConfigError("optimizer.lr=auto finds one model's lr; a GAN run needs optimizer.lr set")
-    step = build_gan_step(spec, run, opt_node, layout)
+    step = build_gan_step(spec, run, opt_node, layout, critic_arch)
     features = None
     if spec.fid_features is not None:
         from .fid import load_features
@@ -306,9 +325,11 @@ def build_gan(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format)
     return step, step.callbacks(features)
 
 
-def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format):
-    """A GAN's critic (pretrained, or new from spec.critic_arch), its optimizer (the run's, at
-    critic_lr_mult times the lr) and the step that trains it and the run's model in turns."""
+def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format,
+                   critic_arch: dict | None = None):
+    """A GAN's critic (pretrained, new from spec.critic_arch, or a resumed run's of `critic_arch`, its
+    arch node as the training state recorded it), its optimizer (the run's, at critic_lr_mult times
+    the lr) and the step that trains it and the run's model in turns."""
     from .errors import CheckpointError
     from .gan import GanStep
     from .rebuild import model_from_checkpoint
@@ -319,12 +340,17 @@ def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_fo
                           "targets are class labels")
     # what the generator makes and the critic judges: the targets, or (from noise) the data's images
     shape = tuple((run.data.train_x if isinstance(run.task, Generate) else run.data.train_y).shape[1:])
-    if spec.critic is not None:
+    if critic_arch is not None:  # resumed: the weights (and their normalisation) come from last.pt
+        check_node("arch", critic_arch)  # a training state is data: only expt's builders
+        node = OmegaConf.create(critic_arch)
+        critic = build_model(node, run.data.mean, run.data.std, 1, shape)
+    elif spec.critic is not None:
         critic, meta = model_from_checkpoint(spec.critic)
         if tuple(meta.get("input_shape") or ()) != shape:
             raise CheckpointError(f"gan.critic={spec.critic} judges images of {meta.get('input_shape')} (C, H, W), and "
                                   f"this run's are {list(shape)}; pretrain a critic at this size "
                                   "(experiment=pets_critic with this run's generator) or drop gan.critic")
+        node = OmegaConf.create(meta["config"]["arch"])
     else:
         node = OmegaConf.create({"_target_": "expt.models.critic.critic", "_partial_": True, **spec.critic_arch})
         critic = build_model(node, run.data.mean, run.data.std, 1, shape)
@@ -332,7 +358,9 @@ def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_fo
     critic_opt = make("optimizer", opt_node)([{"params": list(critic.parameters()), "lr_mult": spec.critic_lr_mult}])
     for group in critic_opt.param_groups:
         group["lr"] *= group["lr_mult"]
-    return GanStep(run.model, critic, critic_opt, spec, run.precision, run.device)
+    step = GanStep(run.model, critic, critic_opt, spec, run.precision, run.device)
+    step.critic_arch = OmegaConf.to_container(node, resolve=True)  # saved with its state: a resume needs no file
+    return step
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -203,6 +203,7 @@ class GanStep:
         self.critic_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.sums: dict[str, torch.Tensor] = {}
         self.counts = {"generator": 0.0, "critic": 0.0}  # steps of the last epoch
+        self.critic_arch: dict | None = None  # the critic's arch node, saved with the state (build_gan_step)
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().float()
@@ -282,7 +283,8 @@ class GanStep:
 
     def state_dict(self) -> dict:
         return {"critic": self.critic.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "switcher": self.switcher.state_dict(), "critic_scaler": self.critic_scaler.state_dict()}
+                "switcher": self.switcher.state_dict(), "critic_scaler": self.critic_scaler.state_dict(),
+                "critic_arch": self.critic_arch}
 
     def load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state["critic"])

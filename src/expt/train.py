@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 
 from . import distributed
-from .build import Run, build_run, resolved
+from .build import Run, build_run, for_resume, resolved
 from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
 from .callbacks.distributed import DistributedCB
 from .checkpoint import clean_stale_temps, load_state, save_model, versions, write_json
@@ -79,7 +79,8 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     torchrun every rank trains and validates its share; rank 0 alone prints and writes."""
     config = resolved(cfg)
     state = load_resume(cfg.resume, config) if cfg.resume else None
-    run = build_run(cfg)
+    critic_arch = (state.get("gan") or {}).get("critic_arch") if state else None
+    run = build_run(for_resume(cfg), critic_arch) if state else build_run(cfg)
     primary = distributed.is_primary()
     start_epoch, history = restore(run, state) if state else (0, [])
     if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder (rank 0's, on global batches) picks the lr
