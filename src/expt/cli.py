@@ -343,6 +343,11 @@ def run_command(command: str, args: list[str]) -> None:
             remove_if_unused(run_dir, made)
         console.print(f"outputs: {outputs}")
         if summary.get("status") == "interrupted":
+            n = distributed.world()
+            if n > 1:  # torchrun stops every rank with SIGTERM when one fails, or when it is stopped itself
+                fail(f"stopped by {'SIGTERM from the launcher (a rank failed, or the launch was stopped)' if TERMINATED else 'Ctrl-C'}"
+                     f"; weights saved, resume with `torchrun --nproc_per_node={n} -m expt train resume={run_dir}` "
+                     f"or `expt train dist.nproc={n} resume={run_dir}`", interrupted_code())
             why = "terminated (SIGTERM)" if TERMINATED else "interrupted"
             fail(f"{why}; weights saved, resume with `expt train resume={run_dir}`", interrupted_code())
         if summary.get("status") == "diverged":

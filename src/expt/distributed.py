@@ -10,6 +10,7 @@ anything: world() is 1 and every rank helper answers as a single process would.
 
 import os
 import re
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -206,7 +207,15 @@ def launch(nproc: int, args: list[str]) -> int:
     try:
         run(parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "expt", "train", *args]))
     except ChildFailedError as e:
-        return e.get_first_failure()[1].exitcode or 1
+        rank, failure = e.get_first_failure()
+        code = failure.exitcode or 1
+        if code > 0:
+            return code  # the rank said why itself
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), "RUN")
+        print(f"error: rank {rank} of {nproc} was killed by {name}; the run stopped at its last finished epoch: "
+              f"resume with `expt train dist.nproc={nproc} resume={run_dir}`", file=sys.stderr, flush=True)
+        return 128 - code  # the shell's code for a death by that signal (137: SIGKILL), not -9 as 247
     except SignalException as e:  # the launcher has passed the signal on to the ranks and waited for them
         return 143 if e.sigval == signal.SIGTERM else 130
     return 0
