@@ -472,3 +472,64 @@ def test_a_sweep_checks_every_combination_before_the_first_job(tmp_path, expt_in
     result = expt_in(["sweep", "debug=fast", *sweep, f"hydra.sweep.dir={tmp_path / 'sw'}"])
     assert_one_line(result, 2, phrase)
     assert not (tmp_path / "sw").exists()  # not one job ran
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """Every `expt ...` command of the README (code blocks and prose) and of `expt --help`, as written (notation
+    such as [overrides], ... and the `expt COMMAND` pattern left out)."""
+    import re
+    text = README.read_text()
+    blocks = re.findall(r"```\n(.*?)```", text, flags=re.S)
+    lines = [re.split(r"\s#\s", ln)[0].strip() for b in blocks for ln in b.splitlines()]
+    lines = [ln.removeprefix("scripts/install.sh && .venv/bin/") for ln in lines]
+    inline = re.findall(r"`(expt [^`]*)`", text)
+    import contextlib
+    import io
+    from expt.cli import print_usage
+    with contextlib.redirect_stdout(io.StringIO()) as usage:  # `expt --help`'s examples too
+        print_usage()
+    lines += [re.split(r"\s#\s", ln)[0].strip() for ln in usage.getvalue().splitlines()]
+    return sorted({c for c in [*lines, *inline] if c.startswith("expt ") and not re.search(
+        r"\[\w|\.\.\.|<|COMMAND|a=x|--aggregate|expt data", c)})
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_the_readmes_commands_compose_and_parse_as_written(command):
+    """Each README command gets past expt's checks and Hydra's argument parser as typed (the sweep
+    example once failed in argparse; no test typed it as the README does)."""
+    import importlib.util
+    import shlex
+    from hydra._internal.utils import get_args_parser
+    from expt.cli import check_overrides, register_schema, sweep_args, sweep_jobs, with_override
+    words = shlex.split(command)[1:]
+    name, args = words[0], words[1:]
+    if "hydra/launcher=submitit_slurm" in args and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        pytest.skip("needs hydra-submitit-launcher (expt[sweep])")
+    if name == "train" and any(a in ("-m", "--multirun") for a in args):
+        name = "sweep"
+    register_schema()
+    check(args)
+    if name == "sweep":
+        get_args_parser().parse_args(sweep_args(args))
+        for job in sweep_jobs(sweep_args(args)):
+            check_overrides(job, name)
+    elif not any(a.startswith("-") for a in args):
+        get_args_parser().parse_args(with_override(args, "hydra.run.dir=out"))
+        check_overrides(args, name)
+    else:
+        get_args_parser().parse_args(args)
+
+
+def test_the_readmes_pets_command_trains(tmp_path, expt_in, monkeypatch):
+    """`expt train data=pets arch=unet arch.residual=true loss=l1 bs=16` as the README writes it (it
+    once stopped: 296 training images, fewer than one batch of the default bs=1024)."""
+    from test_restore import make_pets
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    command = next(c for c in readme_commands() if c.startswith("expt train data=pets arch=unet"))
+    pets = make_pets(tmp_path / "pets")  # 20 photos: 16 train, one batch of 16
+    result = expt_in([*command.split()[1:], f"data.root={pets}", "data.size=24", "epochs=1", "device=cpu",
+                      f"hydra.run.dir={tmp_path / 'run'}"])
+    assert result.returncode == 0, result.stderr
