@@ -143,12 +143,12 @@ def check_overrides(overrides: list[str], command: str = "train"):
     the composed config."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-    hint = f"; see `expt {command} --help` for groups and options"
     from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
 
     from .errors import ConfigError
     from .overrides import check_hydra_node
+    hint = f"; see `expt {command} --help` for groups and options"
     try:
         with initialize_config_module("expt.conf", version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)
@@ -300,7 +300,8 @@ def run_command(command: str, args: list[str]) -> None:
             return relaunch(args, cfg)
     primary = distributed.is_primary()
     if command != "sweep" and not any(a.startswith("hydra.run.dir=") for a in args):
-        args = with_override(args, f"hydra.run.dir={default_run_dir()}")  # its parents are known before Hydra makes them
+        # the default run folder, resolved now: its parents are known before Hydra makes them (not_there_yet)
+        args = with_override(args, f"hydra.run.dir={default_run_dir()}")
     run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
     if run_dir and len(run_dir) > 1 and run_dir[0] == run_dir[-1] and run_dir[0] in "'\"":  # a quoted value
         run_dir = run_dir[1:-1].replace("\\'", "'").replace("\\\\", "\\")
@@ -345,9 +346,9 @@ def run_command(command: str, args: list[str]) -> None:
         if summary.get("status") == "interrupted":
             n = distributed.world()
             if n > 1:  # torchrun stops every rank with SIGTERM when one fails, or when it is stopped itself
-                fail(f"stopped by {'SIGTERM from the launcher (a rank failed, or the launch was stopped)' if TERMINATED else 'Ctrl-C'}"
-                     f"; weights saved, resume with `torchrun --nproc_per_node={n} -m expt train resume={run_dir}` "
-                     f"or `expt train dist.nproc={n} resume={run_dir}`", interrupted_code())
+                by = "SIGTERM from the launcher (a rank failed, or the launch was stopped)" if TERMINATED else "Ctrl-C"
+                fail(f"stopped by {by}; weights saved, resume with `torchrun --nproc_per_node={n} -m expt train "
+                     f"resume={run_dir}` or `expt train dist.nproc={n} resume={run_dir}`", interrupted_code())
             why = "terminated (SIGTERM)" if TERMINATED else "interrupted"
             fail(f"{why}; weights saved, resume with `expt train resume={run_dir}`", interrupted_code())
         if summary.get("status") == "diverged":

@@ -79,7 +79,8 @@ def restore_folder(cfg, console, model_from_checkpoint) -> dict:
         out_dir.rmdir()  # made by this command, and nothing in it
     console.print(f"[bold]expt predict[/] restored {done} of {len(files)} images (x{scale}) into {out_dir}"
                   + (f"; {len(skipped)} unreadable, skipped" if skipped else ""))
-    return {"status": "ok", "restored": done, "skipped": len(skipped), "outputs": str(out_dir if done else out_dir.parent)}
+    outputs = out_dir if done else out_dir.parent
+    return {"status": "ok", "restored": done, "skipped": len(skipped), "outputs": str(outputs)}
 
 
 def new_folder(path: Path) -> Path:

@@ -118,7 +118,8 @@ def leaderboard(table):
     import pandas as pd
     name, higher_is_better = headline(table)
     columns = [c for c in table.columns if c not in {*RESULT_COLUMNS, name, f"best/{name}", *NOT_A_FACTOR}]
-    values = table[columns].apply(lambda col: col.map(lambda v: "default" if pd.isna(v) else str(v)))  # unset: the default
+    # a key a job did not set has its default there
+    values = table[columns].apply(lambda col: col.map(lambda v: "default" if pd.isna(v) else str(v)))
     factors = [c for c in columns if values[c].nunique() > 1]
     labels = values[factors].apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     table = table.assign(group=labels if factors else "all")
