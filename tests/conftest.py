@@ -132,6 +132,15 @@ def assert_one_line(result, code: int, *phrases: str) -> str:
     return lines[0]
 
 
+def strict_json(path: Path):
+    """A JSON file read as strict JSON: a bare NaN or Infinity in it fails the test."""
+    import json
+
+    def refuse(constant):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
 def start_expt(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
     """`expt` started in a fresh process that Ctrl-C reaches: a test runner started in the background
     by a shell has SIGINT ignored, and its children would inherit that."""

@@ -414,3 +414,14 @@ def test_laplacian_variance_falls_with_blur_and_the_critic_can_drop_spectral_nor
     plain = critic(3, nf=8, n_blocks=1, spectral=False, input_shape=(3, 32, 32))
     assert not any(hasattr(m, "parametrizations") for m in plain.modules())
     assert plain(torch.rand(2, 3, 32, 32)).shape == (2, 25)
+
+
+def test_a_gan_epoch_that_trains_only_the_critic_says_so_and_writes_json(tmp_path, gan_parts, expt_in, monkeypatch):
+    monkeypatch.setenv("EXPT_CACHE", gan_parts["env"]["EXPT_CACHE"])
+    run = tmp_path / "gan"
+    result = expt_in([*gan_parts["gan"], "epochs=1", "gan.critic_threshold=0.0", f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    from conftest import strict_json
+    summary = strict_json(run / "summary.json")
+    assert summary["train/loss"] is None and summary["train/generator_share"] == 0.0
+    assert "epoch 1 trained only the critic" in (run / "expt.log").read_text()
