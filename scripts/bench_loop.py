@@ -2,6 +2,8 @@
 
     python scripts/bench_loop.py                        # GPU if present, else CPU
     python scripts/bench_loop.py --device cpu --bs 256 --steps 20
+    # per-step overhead where the arithmetic is nearly free (what a GPU sees as launch/sync cost):
+    python scripts/bench_loop.py --device cpu --threads 1 --nfs 4 8 --bs 32 --steps 500 --valid 64 --no-channels-last
 
 Both sides train the default recipe's model (resnet_k5 behind Normalize) with AdamW + one-cycle on
 the same device-resident uint8 batches (same permutation seed), then validate, for `--steps`
@@ -44,9 +46,9 @@ def load_images(n_train: int, n_valid: int) -> tuple[torch.Tensor, ...]:
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], "random 28x28"
 
 
-def make_model(device, channels_last):
+def make_model(device, channels_last, nfs=(16, 32, 64, 128, 256)):
     torch.manual_seed(0)
-    model = nn.Sequential(OrderedDict(norm=Normalize((0.286,), (0.353,)), body=resnet_k5(1, 10)))
+    model = nn.Sequential(OrderedDict(norm=Normalize((0.286,), (0.353,)), body=resnet_k5(1, 10, nfs)))
     return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
@@ -79,17 +81,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=58, help="training batches per epoch (58 = 60k/1024)")
     parser.add_argument("--valid", type=int, default=10000, help="validation images per epoch")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--nfs", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="resnet_k5's channels")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="memory layout (default: on CUDA only)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    layout = cuda if args.channels_last is None else args.channels_last
     dtype = torch.bfloat16 if cuda else None
     if cuda:
         torch.backends.cudnn.benchmark = True
     train_x, train_y, valid_x, valid_y, source = load_images(args.steps * args.bs, args.valid)
-    loader = dict(device=device, channels_last=cuda, seed=0)
+    loader = dict(device=device, channels_last=layout, seed=0)
 
     def fresh():
-        model = make_model(device, cuda)
+        model = make_model(device, layout, tuple(args.nfs))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2, eps=1e-5)
         sched = one_cycle(opt, total_steps=args.steps * (args.repeats + 1))
         train_dl = DeviceLoader(train_x, train_y, args.bs, shuffle=True, drop_last=True, **loader)
@@ -123,11 +132,12 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
     table = Table(title=f"{name}, {source}, bs {args.bs}, {args.steps} steps + {args.valid} valid images/epoch, "
                         f"median of {args.repeats}")
-    for col in ("loop", "s/epoch (median)", "min", "max", "train img/s"):
+    for col in ("loop", "s/epoch (median)", "min", "max", "train img/s", "us/step (median)"):
         table.add_column(col, justify="right")
     for loop, ts in times.items():
         med = statistics.median(ts)
-        table.add_row(loop, f"{med:.3f}", f"{min(ts):.3f}", f"{max(ts):.3f}", f"{args.steps * args.bs / med:,.0f}")
+        table.add_row(loop, f"{med:.3f}", f"{min(ts):.3f}", f"{max(ts):.3f}", f"{args.steps * args.bs / med:,.0f}",
+                      f"{med / args.steps * 1e6:,.0f}")  # the epoch's validation included (small with --valid 64)
     overhead = statistics.median(times["expt"]) / statistics.median(times["plain"]) - 1
     Console().print(table)
     Console().print(f"expt overhead vs plain loop: {overhead:+.1%}")
