@@ -358,9 +358,8 @@ def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_fo
     critic_opt = make("optimizer", opt_node)([{"params": list(critic.parameters()), "lr_mult": spec.critic_lr_mult}])
     for group in critic_opt.param_groups:
         group["lr"] *= group["lr_mult"]
-    step = GanStep(run.model, critic, critic_opt, spec, run.precision, run.device)
-    step.critic_arch = OmegaConf.to_container(node, resolve=True)  # saved with its state: a resume needs no file
-    return step
+    return GanStep(run.model, critic, critic_opt, spec, run.precision, run.device,
+                   critic_arch=OmegaConf.to_container(node, resolve=True))
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -321,6 +321,7 @@ def run_command(command: str, args: list[str]) -> None:
 
         from .runfolder import RunFolder, remove_if_unused
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        made_now = [run_dir if "${" in p.name else p for p in made]  # the default folder's ${name}, resolved
         config_text = OmegaConf.to_yaml(cfg, resolve=True)
         console = output_console()
         if command == "sweep":
@@ -333,7 +334,7 @@ def run_command(command: str, args: list[str]) -> None:
                 if summary.get("status") == "interrupted":
                     failures.append(KeyboardInterrupt())  # the same exit code as rank 0's, silently
                 return
-            with RunFolder(run_dir, made=made), distributed.peers_watched(run_dir):
+            with RunFolder(run_dir, made=made_now), distributed.peers_watched(run_dir):
                 (run_dir / "config.yaml").write_text(config_text)
                 summary = COMMAND_FUNCS[command](cfg, run_dir, console)
         except Exception as e:  # raised below, outside Hydra (which would print a line of its own first)
@@ -341,7 +342,7 @@ def run_command(command: str, args: list[str]) -> None:
             return
         outputs = Path(summary.get("outputs", run_dir))
         if outputs.resolve() != run_dir.resolve():  # wrote next to a checkpoint: no empty run folder left behind
-            remove_if_unused(run_dir, made)
+            remove_if_unused(run_dir, made_now)
         console.print(f"outputs: {outputs}")
         if summary.get("status") == "interrupted":
             n = distributed.world()

@@ -196,14 +196,14 @@ class GanStep:
     step on the generator (the run's model). Sums for the epoch's log stay on the device."""
 
     def __init__(self, generator: nn.Module, critic: nn.Module, critic_opt: torch.optim.Optimizer,
-                 spec: GanSpec, precision: str, device: torch.device):
+                 spec: GanSpec, precision: str, device: torch.device, critic_arch: dict | None = None):
         self.generator, self.critic, self.critic_opt, self.spec = generator, critic, critic_opt, spec
+        self.critic_arch = critic_arch  # the critic's arch node, saved with the state: a resume needs no file
         self.switcher = spec.switcher
         fp16 = precision == "fp16"  # one gradient scaler per optimizer (the generator's is the learner's)
         self.critic_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.sums: dict[str, torch.Tensor] = {}
         self.counts = {"generator": 0.0, "critic": 0.0}  # steps of the last epoch
-        self.critic_arch: dict | None = None  # the critic's arch node, saved with the state (build_gan_step)
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().float()

@@ -58,6 +58,10 @@ def restore_folder(cfg, console, model_from_checkpoint) -> dict:
     autocast = autocast_for(resolve_precision(cfg.precision, device), device)
     scale = int(meta["config"]["data"].get("scale", 1))
     out_dir, done, skipped = new_folder(Path(cfg.ckpt).parent / "restored"), 0, []
+
+    def restore(tile: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            return model(tile.to(device).contiguous(memory_format=layout)).float().cpu()
     for file in files:
         try:
             with Image.open(file) as im:
@@ -69,10 +73,6 @@ def restore_folder(cfg, console, model_from_checkpoint) -> dict:
             skipped.append(str(file))
             continue
         xb = x.permute(2, 0, 1)[None].float().div(255)
-
-        def restore(tile: torch.Tensor) -> torch.Tensor:
-            with autocast:
-                return model(tile.to(device).contiguous(memory_format=layout)).float().cpu()
         save_image(out_dir / f"{file.name}.png", tiled(restore, xb)[0])  # the suffix kept: a.jpg and a.png stay two
         done += 1
     if not done:

@@ -70,8 +70,9 @@ def check_free(folder: Path, train: bool) -> None:
 
 def not_there_yet(path: str) -> list[Path]:
     """The folders of `path` (a run folder's path as given, before Hydra makes it) that do not exist
-    yet, deepest first: what the command will have created. A component that is still an unresolved
-    ${...} (the default run folder's name) counts as new; a folder above it is not looked at."""
+    yet, deepest first: what the command will have created. A last component that is still an
+    unresolved ${...} (the default run folder's name) counts as new, and is resolved by the caller;
+    a path whose folders above it are unresolved gives nothing."""
     folder = Path(os.path.abspath(path))
     if "${" in str(folder.parent):
         return []
@@ -94,7 +95,7 @@ def remove_if_unused(folder: Path, made: list[Path] | None = None) -> None:
     log = folder / "expt.log"
     if not folder.is_dir() or holds_results(folder) or (log.is_file() and log.stat().st_size):
         return
-    if folder in made or any("${" in p.name and p.parent == folder.parent for p in made):
+    if folder in made:
         shutil.rmtree(folder, ignore_errors=True)
     else:
         for name in OURS:

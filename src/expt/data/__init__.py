@@ -109,9 +109,9 @@ def find_root(name: str, root: str | None, required: list[str], hint: str) -> tu
 def within(root: Path, relative: str, source: str) -> Path:
     """`root / relative` for a path read from a data file (`source`, e.g. "train.csv row 3's
     image_id"), refused unless it stays inside `root`: no absolute path, no `..` out of it."""
-    import os.path
-    joined = Path(os.path.normpath(Path(root) / relative))
-    if Path(relative).is_absolute() or not joined.is_relative_to(os.path.normpath(root)) or joined == Path(root):
+    root = Path(os.path.normpath(root))
+    joined = Path(os.path.normpath(root / relative))
+    if Path(relative).is_absolute() or joined == root or not joined.is_relative_to(root):
         raise DataError(f"{source} is {relative!r}, which leads outside {root}; a path in a data file must stay "
                         "inside data.root (fix or remove that row)")
     return joined
