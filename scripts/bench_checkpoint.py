@@ -21,9 +21,9 @@ def main(repeats: int = 5) -> None:
     opt = torch.optim.AdamW(model.parameters())
     model(torch.rand(8, 1, 28, 28, device=device)).sum().backward()
     opt.step()
-    learn = type("Learn", (), {"opt": opt})()
+    learn = type("Learn", (), {"opt": opt, "history": [{"epoch": 1}]})()
     meta = {"config": {}, "classes": [], "mean": [0.0], "std": [1.0], "versions": {}}
-    cb = CheckpointCB(Path(tempfile.mkdtemp()), model, meta, {}, [{"epoch": 1}])
+    cb = CheckpointCB(Path(tempfile.mkdtemp()), model, meta, {})
     blocking, whole = [], []
     for _ in range(repeats + 1):
         start = time.perf_counter()

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from expt.cli import output_console
-from expt.sweep import fmt_stat
+from expt.commands.runner import output_console
+from expt.leaderboard import fmt_stat
 
 # Training overrides that also apply to `expt tta` (the model and data come from the checkpoint).
 TTA_KEYS = ("device", "precision", "channels_last", "data.root")

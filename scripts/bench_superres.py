@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from expt.cli import output_console
-from expt.sweep import fmt_stat
+from expt.commands.runner import output_console
+from expt.leaderboard import fmt_stat
 
 
 def encoders(resnet18: str | None, freeze: int) -> dict[str, list[str]]:

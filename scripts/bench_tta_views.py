@@ -13,7 +13,7 @@ import sys
 import torch
 
 from expt.rebuild import build_eval
-from expt.tta import accuracy, autocast_for, make_view
+from expt.tta import accuracy, make_view
 
 PRESETS = ["flip", "flip_shift", "flip_x_shift"]  # the tta group's options, read from conf/tta
 ABLATIONS = {"identity": ["identity"], "shift": ["identity", "shift:1:0", "shift:-1:0", "shift:0:1", "shift:0:-1"]}
@@ -21,7 +21,7 @@ ABLATIONS = {"identity": ["identity"], "shift": ["identity", "shift:1:0", "shift
 
 @torch.no_grad()
 def view_logits(ev, names: list[str]) -> dict[str, torch.Tensor]:
-    model, autocast = ev.models[0], autocast_for(ev.precision, ev.device)
+    model, autocast = ev.models[0], ev.runtime.autocast()
     out, fns = {n: [] for n in names}, {n: make_view(n) for n in names}
     for xb, *_ in ev.valid_dl:
         for n in names:
@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     from hydra import compose, initialize_config_module
     from rich.table import Table
 
-    from expt.cli import output_console, register_schema
+    from expt.commands.runner import output_console
+    from expt.schema import register_schema
     register_schema()
     with initialize_config_module("expt.conf", version_base="1.3"):
         sets = {**ABLATIONS, **{p: list(compose("config", overrides=[f"tta={p}"]).tta.names) for p in PRESETS}}

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from expt.build import build_loss, make
-from expt.cli import register_schema
+from expt.schema import register_schema
 from expt.tasks import task_for
 
 

@@ -415,14 +415,14 @@ def test_a_checkpoint_is_only_kept_with_finite_parameters_and_statistics(tmp_pat
                 model[1].running_var.fill_(float("inf"))
     metrics = MetricsCB(Classify.of(2))
     ckpt = CheckpointCB(tmp_path, model, {"config": {}, "classes": ["a", "b"], "mean": [0.5], "std": [0.5],
-                                          "versions": {}}, {}, metrics.history)
+                                          "versions": {}}, {})
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     learn = Learner(model, dl, dl, torch.nn.CrossEntropyLoss(), opt, [metrics, ckpt, Poison()]).fit(4)
     assert learn.stop_reason == "parameters or statistics became non-finite in epoch 2"
     from safetensors.torch import load_file
     saved = load_file(str(tmp_path / "model.safetensors"))
     assert all(t.isfinite().all() for t in saved.values())
-    assert list(pd.read_csv(tmp_path / "metrics.csv")["epoch"]) == [1] and len(metrics.history) == 1
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["epoch"]) == [1] and len(learn.history) == 1
 
 
 def test_outputs_are_readable_like_every_other_file(tmp_path, fmnist_dir, expt_in):

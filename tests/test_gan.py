@@ -133,11 +133,12 @@ def test_a_critic_pretrains_on_real_against_generated(tmp_path, expt_in, monkeyp
 
 def toy_gan(switcher, switch_eval: bool = True):
     """A tiny generator (conv + BatchNorm, so it has statistics that must not move while idle), a
-    critic for 32 px, their optimizers and a stand-in for the learner's fields the step reads."""
-    from contextlib import nullcontext
-    from types import SimpleNamespace
-
-    from expt.gan import GanSpec, GanStep
+    critic for 32 px, their optimizers, and a learner in training mode on one batch, whose
+    `one_batch()` takes one step; its callbacks: the metric sums, the GAN's column, an event log."""
+    from expt.callbacks import MetricsCB
+    from expt.gan import GanLogCB, GanSpec, GanStep
+    from expt.learner import Callback, Learner
+    from expt.tasks import Restore
     torch.manual_seed(0)
     generator = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
                                     torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Sigmoid())
@@ -147,9 +148,17 @@ def toy_gan(switcher, switch_eval: bool = True):
     spec = GanSpec(None, None, {}, "bce", switcher, 1.0, 50.0, 5.0, switch_eval=switch_eval)
     step = GanStep(generator, judge, critic_opt, spec, "fp32", torch.device("cpu"))
     events = []
-    learn = SimpleNamespace(xb=torch.rand(4, 3, 32, 32), yb=torch.rand(4, 3, 32, 32), autocast=nullcontext(),
-                            scaler=torch.amp.GradScaler(enabled=False), opt=gen_opt, loss_func=torch.nn.L1Loss(),
-                            callback=events.append)
+
+    class Events(Callback):
+        def after_loss(self, learn):
+            events.append("after_loss")
+
+        def after_step(self, learn):
+            events.append("after_step")
+    metrics = MetricsCB(Restore(), GanStep.PARTS)
+    learn = Learner(generator, [], [], torch.nn.L1Loss(), gen_opt, [metrics, GanLogCB(step, metrics), Events()], step=step)
+    learn.xb, learn.yb, learn.training, learn.iter = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32), True, 0
+    learn.callback("before_train")
     return step, learn, events
 
 
@@ -168,15 +177,20 @@ def test_the_idle_model_does_not_move_bitwise():
     step, learn, events = toy_gan(FixedSwitcher(n_critic=1, n_generator=1))
     for turn in ("critic", "generator", "critic", "generator"):
         gen, crit = snapshot(step.generator), snapshot(step.critic)
-        step(learn)
+        learn.one_batch()
         assert same(gen, snapshot(step.generator)) == (turn == "critic"), turn
         assert same(crit, snapshot(step.critic)) == (turn == "generator"), turn
-    assert events.count("after_step") == 4 and events.count("after_loss") == 2  # after_loss: generator steps
-    means = step.epoch_means()
+    assert events == ["after_loss", "after_step"] * 4  # the learner's events, for every step of either model
+    learn.callback("after_train")  # MetricsCB's means of the steps' loss parts; GanLogCB's checks
+    metrics, gan_log = learn.callbacks[:2]
+    learn.row = {}
+    gan_log.after_epoch(learn)
+    means = metrics.train_steps | learn.row
     assert means["train/generator_share"] == 0.5
     assert 0 <= means["train/critic_real_acc"] <= 1 and 0 <= means["train/critic_fake_acc"] <= 1
     assert means["train/critic_loss"] > 0 and means["train/adv_loss"] > 0
-    assert step.epoch_means()["train/generator_share"] == 0  # the sums start again each epoch
+    learn.callback("before_train")
+    assert step.counts == {"generator": 0, "critic": 0}  # the counts start again each epoch
 
 
 def test_without_switch_eval_the_idle_generator_shows_batch_statistics_but_keeps_its_weights():
@@ -188,13 +202,13 @@ def test_without_switch_eval_the_idle_generator_shows_batch_statistics_but_keeps
     seen = []
     hook = step.generator[1].register_forward_hook(lambda m, i, o: seen.append(m.training))
     weights = {k: v.clone() for k, v in step.generator.named_parameters()}
-    step(learn)  # a critic step
+    learn.one_batch()  # a critic step
     assert seen == [True]
     assert all(torch.equal(weights[k], v) for k, v in step.generator.named_parameters())
     assert all(p.grad is None for p in step.generator.parameters())  # frozen: no gradients either
     hook.remove()
     critic_weights = {k: v.clone() for k, v in step.critic.named_parameters()}
-    step(learn)  # a generator step: the idle critic stays in training mode too, and does not move
+    learn.one_batch()  # a generator step: the idle critic stays in training mode too, and does not move
     assert step.critic.training and step.generator.training
     assert all(torch.equal(critic_weights[k], v) for k, v in step.critic.named_parameters())
 
@@ -205,7 +219,7 @@ def test_the_gan_step_follows_its_switcher_and_saves_its_turn():
     turns = []
     for _ in range(4):
         turns.append("g" if step.switcher.generator_turn else "c")
-        step(learn)
+        learn.one_batch()
     assert "".join(turns) == "cgcg"
     state = step.state_dict()
     again, _, _ = toy_gan(AdaptiveSwitcher(critic_threshold=10.0))

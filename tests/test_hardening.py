@@ -36,7 +36,7 @@ def evil_yaml(tmp_path):
 
 def composed(overrides: list[str]):
     """conf/ composed as Hydra composes it, with its hydra node (no expt check in between)."""
-    from expt.cli import register_schema
+    from expt.schema import register_schema
     register_schema()
     with initialize_config_module("expt.conf", version_base="1.3"):
         return compose("config", overrides=overrides, return_hydra_config=True)
@@ -487,7 +487,10 @@ def test_the_readmes_commands_compose_and_parse_as_written(command):
     import importlib.util
     import shlex
     from hydra._internal.utils import get_args_parser
-    from expt.cli import check_overrides, register_schema, sweep_args, sweep_jobs, with_override
+    from expt.cli import check_overrides
+    from expt.commands.sweep import sweep_args, sweep_jobs
+    from expt.overrides import with_override
+    from expt.schema import register_schema
     words = shlex.split(command)[1:]
     name, args = words[0], words[1:]
     if "hydra/launcher=submitit_slurm" in args and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:

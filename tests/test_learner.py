@@ -74,8 +74,8 @@ def test_metrics_accumulate_on_device_and_learning_happens():
     metrics = MetricsCB(Classify.of(2))
     learn = learner([metrics], lr=0.5)
     learn.fit(5)
-    assert [row["epoch"] for row in metrics.history] == [1, 2, 3, 4, 5]
-    first, last = metrics.history[0], metrics.history[-1]
+    assert [row["epoch"] for row in learn.history] == [1, 2, 3, 4, 5]
+    first, last = learn.history[0], learn.history[-1]
     assert last["train/loss"] < first["train/loss"] and 0 <= last["val/acc"] <= 1
     preds = learn.model(learn.valid_dl.x.float() / 255).argmax(1)
     assert last["val/acc"] == pytest.approx((preds == learn.valid_dl.y).float().mean().item())
@@ -114,7 +114,7 @@ def test_mixed_precision_trains(precision):
     learn = learner([metrics, PrecisionCB(precision, "cpu")], lr=0.5)
     learn.fit(3)
     assert learn.scaler.is_enabled() == (precision == "fp16")
-    assert metrics.history[-1]["train/loss"] < metrics.history[0]["train/loss"]
+    assert learn.history[-1]["train/loss"] < learn.history[0]["train/loss"]
 
 
 def test_device_loader_batches():

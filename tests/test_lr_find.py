@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from conftest import assert_one_line, run_expt
-from expt.build import build_run
+from expt.build import build_run, callbacks_for
 from expt.callbacks.lr_find import LRFinderCB
 from expt.learner import Learner
 from expt.lr_find import find_lr, steep, suggest, valley
@@ -113,7 +113,7 @@ def test_finder_leaves_no_trace_on_the_run_that_follows(fmnist_dir):
         if use_finder:
             find_lr(run, 1e-5, 1.0, 6)
         run.start_schedule(3e-3)
-        Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, run.step_callbacks()).fit(1)
+        Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks_for(run)).fit(1)
         weights.append(run.model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 

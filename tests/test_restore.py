@@ -211,7 +211,7 @@ def test_predict_restores_a_folder_at_each_images_own_size(tmp_path, expt_in, pe
 def test_a_large_image_is_restored_in_tiles_that_match_the_whole():
     """Tiles overlap by more than the model's reach (a 5x5 conv: 2 pixels), so the tiled output is
     the untiled one exactly; memory stays bounded by the tile size."""
-    from expt.predict import tiled
+    from expt.commands.predict import tiled
     conv = torch.nn.Conv2d(3, 3, 5, padding=2)
     x = torch.rand(1, 3, 70, 45)
     with torch.no_grad():
@@ -324,8 +324,9 @@ def test_a_unet_checkpoint_starts_a_run_at_another_size(tmp_path, expt_in, pets_
 def test_finetune_trains_the_decoder_before_the_encoder(tmp_path, pets_root):
     import timm
 
+    from rich.console import Console
+
     from expt.build import build_run
-    from expt.callbacks import ScheduleCB
     from expt.learner import Learner
     from test_timm import composed
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "resnet18.pth")
@@ -337,7 +338,9 @@ def test_finetune_trains_the_decoder_before_the_encoder(tmp_path, pets_root):
     assert encoder and body_lr == pytest.approx(0.1 * head_lr)
     snapshot = lambda: {n: p.detach().clone() for n, p in run.model.named_parameters()}  # noqa: E731
     before = snapshot()
-    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, [ScheduleCB(run.sched), *run.fit_callbacks()])
+    from expt.build import FitRecord, callbacks_for
+    fit = FitRecord(tmp_path, Console(quiet=True), meta={}, extra={}, primary=False)  # trains, writes nothing
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks_for(run, fit))
     learn.fit(1)
     after_one = snapshot()
     changed = {n for n in before if not torch.equal(before[n], after_one[n])}

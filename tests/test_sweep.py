@@ -9,7 +9,7 @@ import yaml
 from rich.console import Console
 
 from conftest import make_fashion_mnist, make_paddy, run_expt
-from expt.sweep import aggregate, collect, leaderboard
+from expt.leaderboard import aggregate, collect, leaderboard
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_train_multirun_is_a_sweep(tmp_path, isolated_env, data_dir):
 
 
 def test_only_a_finished_run_of_the_same_config_is_skipped(tmp_path):
-    from expt.sweep import finished
+    from expt.commands.sweep import finished
     (tmp_path / "config.yaml").write_text("epochs: 5\n")
     assert finished(tmp_path, "epochs: 5\n") is None  # no summary yet: it was interrupted
     (tmp_path / "summary.json").write_text(json.dumps({"status": "ok", "val/acc": 0.9}))

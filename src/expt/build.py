@@ -1,62 +1,41 @@
-"""Building a run: a composed config turned into data, model, loss, optimizer, schedule and
-callbacks (omegaconf stays in cli.py, here and rebuild.py; rebuild.py turns a checkpoint back into
-a model, runtime.py holds the device and precision policy).
+"""Building a run: a composed config turned into data, model, loss, optimizer, schedule, the
+training step and the callbacks (`callbacks_for` is the one place a run's callbacks are assembled).
+builders.py turns each config node into its object; rebuild.py turns a checkpoint back into a model;
+runtime.py resolves the device, precision and memory layout.
 
 Each group node names a builder in `_target_`; its other keys are checked against the builder's
 signature before anything is built, so a wrong key or type is one clear line, not a traceback.
 """
 
 import functools
-import inspect
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from . import distributed
+from .builders import build_model, check_groups, group_node, loader_for, make
+from .callbacks import AugmentCB, CheckpointCB, FreezeCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
+from .callbacks.distributed import DistributedCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader
-from .errors import ConfigError, ExptError
-from .models.layers import Normalize
-from .runtime import memory_format, resolve_device, resolve_precision
-from .signature import GROUPS, check_node
-from .tasks import Generate, Task, task_for
+from .errors import CheckpointError, ConfigError
+from .fid import FidCB, Features
+from .gan import GanLogCB, GanStep
+from .models import timm as timm_models
+from .models.unet import EXPT_ENCODERS, DynamicUnet
+from .rebuild import load_features, model_from_checkpoint
+from .runtime import Runtime, resolve
+from .signature import check_node
+from .tasks import Generate, Restore, Task, task_for
+
+__all__ = ["Run", "build_run", "callbacks_for", "make", "build_model", "check_settings", "for_resume"]
 LR_SUGGESTIONS = ("valley", "steep", "minimum/10")
-LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
-
-
-def group_node(cfg: DictConfig, group: str) -> DictConfig:
-    """A group's node, with optimizer.lr=auto replaced by a placeholder number."""
-    node = cfg[group]
-    if group == "optimizer" and node.get("lr") == "auto":
-        node = OmegaConf.merge(node, {"lr": LR_PLACEHOLDER})
-    return node
-
-
-def check_groups(cfg: DictConfig) -> None:
-    """Check every group node against its builder before anything slow (data loading) starts."""
-    for group in GROUPS:
-        check_node(group, OmegaConf.to_container(group_node(cfg, group), resolve=True))
-
-
-def make(group: str, node: DictConfig) -> Any:
-    """Instantiate a group node with plain Python containers as arguments, after checking it against
-    its builder: whatever the node's source (conf/, the command line, a checkpoint), only expt's
-    builders are ever imported or called."""
-    check_node(group, OmegaConf.to_container(node, resolve=True))
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as e:
-        if isinstance(e.__cause__, ExptError):
-            raise e.__cause__ from None
-        raise ConfigError(f"{group}: {e}".replace("\n", " ")) from e
 
 
 def check_lr_find(node: DictConfig) -> None:
@@ -81,18 +60,26 @@ class Run:
     augment: nn.Module | None
     train_dl: DeviceLoader | StreamLoader
     valid_dl: DeviceLoader | StreamLoader
-    device: torch.device
-    precision: str
+    runtime: Runtime  # device, precision, memory layout
     schedule: Callable[..., LRScheduler]  # schedule(optimizer, total_steps=...)
     total_steps: int
     lr_auto: bool  # optimizer.lr=auto: find the lr first, then start_schedule(lr)
     input_shape: tuple[int, ...]  # (C, H, W) of one image
     frozen: list[nn.Parameter]  # the body, trained only after freeze_epochs (fine-tuning)
     freeze_epochs: int
+    seed: int
     sched: LRScheduler | None = None
     peak_lr: float | None = None
-    gan: Any = None  # expt.gan.GanStep: the training step of a GAN run (gan=superres), else None
-    gan_callbacks: list | None = None  # its log columns (and val/fid)
+    gan: GanStep | None = None  # the training step of a GAN run (gan=superres, dcgan), else None: the learner's
+    fid_features: Features | None = None  # a GAN's val/fid network (gan.fid_features)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def precision(self) -> str:
+        return self.runtime.precision
 
     def start_schedule(self, lr: float | None = None) -> LRScheduler:
         """Build the lr schedule, after making `lr` (when given) the optimizer's peak lr."""
@@ -103,45 +90,9 @@ class Run:
         self.sched = self.schedule(self.opt, total_steps=self.total_steps)
         return self.sched
 
-    def step_callbacks(self) -> list:
-        """The callbacks that shape every training step of this run: mixed precision, augmentation."""
-        from .callbacks import AugmentCB, PrecisionCB
-        callbacks = [PrecisionCB(self.precision, self.device.type)] if self.precision != "fp32" else []
-        return callbacks + ([AugmentCB(self.augment, self.task.paired)] if self.augment is not None else [])
-
-    def fit_callbacks(self) -> list:
-        """step_callbacks plus those that change what is trained over the epochs (fine-tuning)."""
-        from .callbacks import FreezeCB
-        freeze = [FreezeCB(self.frozen, self.freeze_epochs)] if self.freeze_epochs > 0 else []
-        return self.step_callbacks() + freeze + (self.gan_callbacks or [])
-
-
-def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n_out: int,
-                input_shape: Sequence[int] | None = None) -> nn.Module:
-    """The arch's body for len(mean) input channels and n_out classes, behind the normalisation:
-    the data's mean/std, or the body's own `input_norm` (a pretrained model's)."""
-    builder = make("arch", arch)
-    extra = {}
-    params = inspect.signature(builder).parameters
-    if input_shape is not None and "input_shape" in params:
-        extra["input_shape"] = tuple(input_shape)  # builders that care about the image size ask for it
-    if "input_stats" in params:
-        extra["input_stats"] = (tuple(mean), tuple(std))  # the normalisation in front (a U-Net's residual)
-    body = builder(n_in=len(mean), n_out=n_out, **extra)
-    if input_shape is not None:
-        check_input_size(body, input_shape)
-    mean, std = getattr(body, "input_norm", (mean, std))
-    return nn.Sequential(OrderedDict(norm=Normalize(mean, std), body=body))
-
-
-def check_input_size(body: nn.Module, input_shape: Sequence[int]) -> None:
-    """Refuse images the arch cannot take (its `input_sizes`, pixels a side, where it declares them)."""
-    low, high = getattr(body, "input_sizes", (1, None))
-    h, w = input_shape[-2:]
-    if min(h, w) < low or (high is not None and max(h, w) > high):
-        takes = f"{low} to {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"the arch takes images of {takes} pixels a side, and the data's are {h}x{w}; "
-                          "change data.size (or the arch: resnet_k5 takes any size from 9)")
+    def stateful(self) -> dict:
+        """What a training state saves and restores besides the model and optimizer."""
+        return {"sched": self.sched, "train_dl": self.train_dl} | ({"gan": self.gan} if self.gan is not None else {})
 
 
 def check_output_kind(arch: DictConfig, body: nn.Module, task) -> None:
@@ -195,7 +146,6 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
         raise ConfigError("finetune needs freeze_epochs >= 0 and body_lr_mult > 0")
     if freeze_epochs == 0:
         return [{"params": list(model.parameters()), "lr_mult": 1.0}], []
-    from .models.unet import DynamicUnet
     get_classifier = getattr(model.body, "get_classifier", None)
     if isinstance(model.body, DynamicUnet):
         pretrained = {id(p) for p in model.body.encoder.parameters()}
@@ -210,11 +160,6 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
             {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr_mult": 1.0}], body
 
 
-def loader_for(images) -> type:
-    """Batches from a resident uint8 tensor, or decoded from files every epoch (data.cache=false)."""
-    return DeviceLoader if isinstance(images, torch.Tensor) else StreamLoader
-
-
 def check_settings(cfg: DictConfig) -> None:
     """What can be checked of a run before any data or model exists (a sweep checks every job's
     combination this way before the first starts): run settings, every group against its builder,
@@ -225,8 +170,6 @@ def check_settings(cfg: DictConfig) -> None:
     check_groups(cfg)
     check_optimizer(group_node(cfg, "optimizer"))
     check_lr_find(cfg.lr_find)
-    from .models import timm as timm_models
-    from .models.unet import EXPT_ENCODERS
     arch = cfg.arch
     if arch.get("_target_") == "expt.models.timm.timm_model":
         timm_models.check_name(arch.name)
@@ -252,18 +195,14 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
     """The run's objects. critic_arch: a resumed GAN's critic, as its training state records it."""
     check_settings(cfg)
     gan = make("gan", cfg.gan)  # its checkpoints are checked before the model is built from them
-    device = distributed.setup(resolve_device(cfg.device))  # under torchrun: this rank's device
-    world, rank = distributed.world(), distributed.rank()
-    if world > 1 and gan is not None:
+    runtime = resolve(cfg.device, cfg.precision, cfg.channels_last, distributed.setup)  # under torchrun: this rank's
+    if distributed.world() > 1 and gan is not None:
         raise ConfigError("a GAN run trains its two models on one device for now: run it without torchrun and "
                           "with dist.nproc=1")
     distributed.local_batch(cfg.bs)  # the world size must divide the global batch
-    precision = resolve_precision(cfg.precision, device)
-    layout = memory_format(cfg.channels_last, device)
     torch.manual_seed(cfg.seed)
-    if device.type == "cuda":
+    if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick the fastest kernels
-
     with distributed.primary_first():  # rank 0 builds an image cache; the others then read it
         data = make("data", cfg.data)
     task = Generate.from_data(data) if gan is not None and gan.from_noise else task_for(data)
@@ -271,12 +210,35 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
     check_output_kind(cfg.arch, model.body, task)
-    model = distributed.convert_sync_bn(model, (cfg.get("dist") or {}).get("sync_bn", "auto"), device)
-    model = model.to(device, memory_format=layout)
-    loader = dict(device=device, channels_last=layout == torch.channels_last, seed=cfg.seed)
+    model = runtime.place(distributed.convert_sync_bn(model, (cfg.get("dist") or {}).get("sync_bn", "auto"),
+                                                      runtime.device))
+    train_dl, valid_dl = build_loaders(data, runtime, cfg.bs, cfg.seed)
+    augment = make("augment", cfg.augment)
+    if isinstance(task, Generate):
+        train_dl, valid_dl = noise_loaders(train_dl, valid_dl, model, augment, cfg.seed)
+    groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult)
+    opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
+    for group in opt.param_groups:
+        group["lr"] *= group["lr_mult"]
+    run = Run(data=data, task=task, model=model, net=torch.compile(model) if cfg.compile else model,
+              loss=build_loss(cfg.loss, task).to(runtime.device), opt=opt, augment=augment,
+              train_dl=train_dl, valid_dl=valid_dl, runtime=runtime, schedule=make("schedule", cfg.schedule),
+              total_steps=cfg.epochs * len(train_dl), lr_auto=cfg.optimizer.get("lr") == "auto",
+              input_shape=input_shape, frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs, seed=cfg.seed)
+    if gan is not None:
+        run.gan, run.fid_features = build_gan(gan, run, group_node(cfg, "optimizer"), critic_arch)
+    if not run.lr_auto:
+        run.start_schedule()
+    return run
+
+
+def build_loaders(data: ImageData, runtime: Runtime, bs: int, seed: int):
+    """The training and validation batches: under torchrun each rank's share of every training
+    batch, and its own share of the validation images."""
+    world, rank = distributed.world(), distributed.rank()
+    loader = dict(device=runtime.device, channels_last=runtime.channels_last, seed=seed)
     Loader = loader_for(data.train_x)
-    train_dl = Loader(data.train_x, data.train_y, cfg.bs, shuffle=True, drop_last=True, rank=rank, world=world,
-                      **loader)
+    train_dl = Loader(data.train_x, data.train_y, bs, shuffle=True, drop_last=True, rank=rank, world=world, **loader)
     valid_x, valid_y = data.valid_x, data.valid_y
     if world > 1:  # each rank validates its own share (no padding); MetricsCB adds the sums up
         if len(valid_x) < world:
@@ -285,55 +247,37 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
         valid_y = valid_y[share]
         valid_x = (valid_x[share] if isinstance(valid_x, torch.Tensor)
                    else torch.utils.data.Subset(valid_x, range(share.start, share.stop)))
-    valid_dl = Loader(valid_x, valid_y, max(1, cfg.bs * 2 // world), shuffle=False, drop_last=False, **loader)
-    augment = make("augment", cfg.augment)
-    if isinstance(task, Generate):  # batches of (noise, real images)
-        nz = getattr(model.body, "nz", None)
-        if nz is None:
-            raise ConfigError("gan.from_noise=true needs a generator from noise: arch=dcgan")
-        if augment is not None:
-            raise ConfigError("a generator from noise has noise for inputs, which augmentation would change: "
-                              "use augment=none")
-        train_dl, valid_dl = NoiseLoader(train_dl, nz, cfg.seed), NoiseLoader(valid_dl, nz, cfg.seed + 1, fixed=True)
-    groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult)
-    opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
-    for group in opt.param_groups:
-        group["lr"] *= group["lr_mult"]
-    run = Run(data=data, task=task, model=model, net=torch.compile(model) if cfg.compile else model,
-              loss=build_loss(cfg.loss, task).to(device), opt=opt, augment=augment,
-              train_dl=train_dl, valid_dl=valid_dl, device=device, precision=precision,
-              schedule=make("schedule", cfg.schedule), total_steps=cfg.epochs * len(train_dl),
-              lr_auto=cfg.optimizer.get("lr") == "auto", input_shape=input_shape,
-              frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs)
-    if gan is not None:
-        run.gan, run.gan_callbacks = build_gan(gan, run, group_node(cfg, "optimizer"), layout, critic_arch)
-    if not run.lr_auto:
-        run.start_schedule()
-    return run
+    return train_dl, Loader(valid_x, valid_y, max(1, bs * 2 // world), shuffle=False, drop_last=False, **loader)
 
 
-def build_gan(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format,
-              critic_arch: dict | None = None) -> tuple[Any, list]:
-    """A GAN run's step and its callbacks (the log columns, and val/fid with gan.fid_features)."""
+def noise_loaders(train_dl, valid_dl, model: nn.Module, augment, seed: int) -> tuple[NoiseLoader, NoiseLoader]:
+    """A generator from noise trains on batches of (noise, real images); validation's noise is fixed."""
+    nz = getattr(model.body, "nz", None)
+    if nz is None:
+        raise ConfigError("gan.from_noise=true needs a generator from noise: arch=dcgan")
+    if augment is not None:
+        raise ConfigError("a generator from noise has noise for inputs, which augmentation would change: "
+                          "use augment=none")
+    return NoiseLoader(train_dl, nz, seed), NoiseLoader(valid_dl, nz, seed + 1, fixed=True)
+
+
+def build_gan(spec, run: Run, opt_node: DictConfig, critic_arch: dict | None = None
+              ) -> tuple[GanStep, Features | None]:
+    """A GAN run's step, and the feature network of val/fid when gan.fid_features names one."""
     if run.lr_auto:
         raise ConfigError("optimizer.lr=auto finds one model's lr; a GAN run needs optimizer.lr set")
-    step = build_gan_step(spec, run, opt_node, layout, critic_arch)
+    step = build_gan_step(spec, run, opt_node, run.runtime.layout, critic_arch)
     features = None
     if spec.fid_features is not None:
-        from .fid import load_features
         features = load_features(spec.fid_features, run.input_shape, run.device)
-    return step, step.callbacks(features)
+    return step, features
 
 
 def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_format,
-                   critic_arch: dict | None = None):
+                   critic_arch: dict | None = None) -> GanStep:
     """A GAN's critic (pretrained, new from spec.critic_arch, or a resumed run's of `critic_arch`, its
     arch node as the training state recorded it), its optimizer (the run's, at critic_lr_mult times
     the lr) and the step that trains it and the run's model in turns."""
-    from .errors import CheckpointError
-    from .gan import GanStep
-    from .rebuild import model_from_checkpoint
-    from .tasks import Restore
     if not isinstance(run.task, (Restore, Generate)):
         raise ConfigError("a GAN run needs data whose targets are images (data=pets arch=unet, "
                           "experiment=pets_gan), or gan.from_noise=true (experiment=fmnist_gan); this data's "
@@ -360,6 +304,40 @@ def build_gan_step(spec, run: Run, opt_node: DictConfig, layout: torch.memory_fo
         group["lr"] *= group["lr_mult"]
     return GanStep(run.model, critic, critic_opt, spec, run.precision, run.device,
                    critic_arch=OmegaConf.to_container(node, resolve=True))
+
+
+@dataclass
+class FitRecord:
+    """Where a fit reports and what it saves: train's run folder and console, the checkpoint's
+    metadata and the training state's extra values; `primary`: this process prints and writes."""
+
+    run_dir: Path
+    console: Console
+    meta: dict
+    extra: dict
+    primary: bool = True
+
+
+def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
+    """Every callback of a run, assembled here alone. Any use of the run's training step (the lr
+    finder's too) gets those that shape each step: mixed precision and augmentation. A fit adds the
+    metrics, the schedule, the checkpoint, fine-tuning's freeze, a GAN's checks and val/fid, on the
+    process that prints the progress table and the task's pictures, and under torchrun DDP."""
+    callbacks = [PrecisionCB(run.precision, run.device.type)] if run.precision != "fp32" else []
+    callbacks += [AugmentCB(run.augment, run.task.paired)] if run.augment is not None else []
+    if fit is None:
+        return callbacks
+    metrics = MetricsCB(run.task, GanStep.PARTS if run.gan is not None else ())
+    checkpoint = CheckpointCB(fit.run_dir, run.model, fit.meta, run.stateful(), extra=fit.extra, write=fit.primary)
+    callbacks = [metrics, ScheduleCB(run.sched), checkpoint, *callbacks]
+    callbacks += [FreezeCB(run.frozen, run.freeze_epochs)] if run.freeze_epochs > 0 else []
+    if run.gan is not None:
+        callbacks += [GanLogCB(run.gan, metrics)] + ([FidCB(run.fid_features)] if run.fid_features is not None else [])
+    if fit.primary:
+        callbacks += [ProgressCB(fit.console), *run.task.callbacks(fit.run_dir)]
+    if distributed.world() > 1:
+        callbacks.append(DistributedCB(run.net, run.device, run.seed))
+    return callbacks
 
 
 def resolved(cfg: DictConfig) -> dict:

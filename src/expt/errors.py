@@ -22,3 +22,12 @@ class CheckpointError(ExptError):
 def first_line(error: BaseException) -> str:
     """An exception's first line (its type's name when it has no message), for one-line errors."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class Unfinished(ExptError):
+    """A command that ran and did not finish its work: a run interrupted (exit 130, or 143 after
+    SIGTERM) or diverged, a sweep with failed jobs (exit 1). The message says what was kept."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -3,12 +3,11 @@ et al. 2017, with an expt classifier in place of Inception, whose weights need t
 distance between Gaussians fitted to the two sets of features,
 |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)), in float64."""
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .callbacks.metrics import MetricsCB
 from .learner import Callback
 
 
@@ -55,25 +54,12 @@ class Features(nn.Module):
         return self.captured.float()
 
 
-def load_features(path: str, image_shape: tuple[int, ...], device: torch.device) -> Features:
-    """The feature network of gan.fid_features: an expt classifier checkpoint for images of this shape."""
-    from .rebuild import model_from_checkpoint
-    model, meta = model_from_checkpoint(Path(path).expanduser())
-    if meta.get("task", "classify") != "classify":
-        raise CheckpointError(f"gan.fid_features={path} is a {meta['task']} checkpoint; pass a classifier's "
-                              "model.safetensors (expt train on the same data)")
-    if tuple(meta.get("input_shape") or ()) != tuple(image_shape):
-        raise CheckpointError(f"gan.fid_features={path} classifies images of {meta.get('input_shape')} (C, H, W), and "
-                              f"this run makes {list(image_shape)}; pass a classifier trained on this data")
-    return Features(model.to(device))
-
-
 class FidCB(Callback):
     """val/fid after each epoch: features of every validation image and of as many generated ones
     (the learner's validation predictions, from fixed noise). The real images' statistics are
     taken once."""
 
-    order = -4  # after MetricsCB built the row, before it is printed and saved
+    order = MetricsCB.order + 1  # after MetricsCB built the row, before it is printed and saved
 
     def __init__(self, features: Features):
         self.features = features

@@ -10,7 +10,6 @@ turn.
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
-from .learner import Callback, CancelFitException
+from .callbacks.metrics import MetricsCB
+from .checkpoint import read_meta
+from .errors import CheckpointError, ConfigError
+from .learner import Callback, TrainStep
 
 
 @dataclass
@@ -178,8 +179,6 @@ def none() -> None:
 
 
 def check_checkpoint_task(name: str, path: str, task: str) -> None:
-    from .checkpoint import read_meta
-    from .errors import CheckpointError
     found = read_meta(Path(path).expanduser()).get("task", "classify")
     if found != task:
         what = {"restore": "a restoration run's (experiment=pets_superres_cpu)",
@@ -190,10 +189,15 @@ def check_checkpoint_task(name: str, path: str, task: str) -> None:
         raise CheckpointError(f"gan.{name}={path} is a {found} checkpoint, not a {kind}; pass {what} model.safetensors")
 
 
-class GanStep:
+class GanStep(TrainStep):
     """The learner's training step for a GAN: one batch trains the generator or the critic, as the
-    switcher says; the other model is idle (frozen, eval mode). Validation is the learner's own
-    step on the generator (the run's model). Sums for the epoch's log stay on the device."""
+    switcher says; the other model is idle (frozen, eval mode). Each turn's forward pass gives the
+    learner its loss parts (the generator's: `loss`, so train/loss is the generator's, and
+    `adv_loss`; the critic's: PARTS), which MetricsCB sums on the device with every run's; the
+    update is the learner's optimizer step, with the critic's own optimizer and scaler on its turns.
+    Validation is the learner's own step on the generator (the run's model)."""
+
+    PARTS = ("critic_loss", "critic_real_acc", "critic_fake_acc", "adv_loss")  # train/<part> columns, in order
 
     def __init__(self, generator: nn.Module, critic: nn.Module, critic_opt: torch.optim.Optimizer,
                  spec: GanSpec, precision: str, device: torch.device, critic_arch: dict | None = None):
@@ -202,79 +206,49 @@ class GanStep:
         self.switcher = spec.switcher
         fp16 = precision == "fp16"  # one gradient scaler per optimizer (the generator's is the learner's)
         self.critic_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts = {"generator": 0.0, "critic": 0.0}  # steps of the last epoch
+        self.counts = {"generator": 0, "critic": 0}  # steps of each model this epoch (GanLogCB resets them)
 
-    def _add(self, name: str, value: torch.Tensor) -> None:
-        value = value.detach().float()
-        self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
-
-    def __call__(self, learn) -> None:
-        gen_in, real = learn.xb, learn.yb
+    def forward(self, learn) -> None:
         if self.switcher.generator_turn:
-            loss = self.generator_step(learn, gen_in, real)
+            self.generator_forward(learn)
         else:
-            loss = self.critic_step(learn, gen_in, real)
-        self.switcher.after_step(loss.item() if isinstance(self.switcher, AdaptiveSwitcher) else 0.0)
-        with warnings.catch_warnings():  # torch warns when the schedule moves before the generator's first step
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-            learn.callback("after_step")  # the schedule moves every batch, whichever model trained
+            self.critic_forward(learn)
 
-    def generator_step(self, learn, gen_in: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def update(self, learn) -> None:
+        generator = self.switcher.generator_turn
+        if generator:
+            learn.optimizer_step(learn.loss)
+        else:
+            lr = learn.opt.param_groups[-1]["lr"] * self.spec.critic_lr_mult  # follows the generator's schedule
+            for group in self.critic_opt.param_groups:
+                group["lr"] = lr
+            learn.optimizer_step(learn.loss, self.critic_opt, self.critic_scaler)
+        self.counts["generator" if generator else "critic"] += 1
+        self.switcher.after_step(learn.loss.item() if isinstance(self.switcher, AdaptiveSwitcher) else 0.0)
+
+    def generator_forward(self, learn) -> None:
         set_trainable(self.critic, False, self.spec.switch_eval)
         set_trainable(self.generator, True)
         with learn.autocast:
-            fake = self.generator(gen_in)
+            fake = self.generator(learn.xb)
             adv = adversarial_loss(self.critic(fake), self.spec.loss)
-            pixel = learn.loss_func(fake, real) if self.spec.pixel_weight else adv.new_zeros(())
+            pixel = learn.loss_func(fake, learn.yb) if self.spec.pixel_weight else adv.new_zeros(())
             loss = self.spec.adv_weight * adv + self.spec.pixel_weight * pixel.float()
         learn.preds, learn.loss = fake, loss
-        learn.callback("after_loss")  # MetricsCB: train/loss is the generator's
-        learn.scaler.scale(loss).backward()
-        learn.scaler.step(learn.opt)
-        learn.scaler.update()
-        learn.opt.zero_grad(set_to_none=True)
-        self._add("adv_loss", adv)
-        self._add("generator_steps", torch.ones((), device=adv.device))
-        return loss
+        learn.loss_parts = {"loss": loss, "adv_loss": adv}
 
-    def critic_step(self, learn, gen_in: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def critic_forward(self, learn) -> None:
         set_trainable(self.generator, False, self.spec.switch_eval)
         set_trainable(self.critic, True)
         with torch.no_grad(), learn.autocast:
-            fake = self.generator(gen_in)
+            fake = self.generator(learn.xb)
         with learn.autocast:
-            real_logits, fake_logits = self.critic(real), self.critic(fake)
+            real_logits, fake_logits = self.critic(learn.yb), self.critic(fake)
             loss = critic_loss(real_logits, fake_logits, self.spec.loss)
-        lr = learn.opt.param_groups[-1]["lr"] * self.spec.critic_lr_mult  # follows the generator's schedule
-        for group in self.critic_opt.param_groups:
-            group["lr"] = lr
-        self.critic_scaler.scale(loss).backward()
-        self.critic_scaler.step(self.critic_opt)
-        self.critic_scaler.update()
-        self.critic_opt.zero_grad(set_to_none=True)
-        self._add("critic_loss", loss)
-        self._add("critic_real_acc", says_real(real_logits, self.spec.loss).float().mean())
-        self._add("critic_fake_acc", (~says_real(fake_logits, self.spec.loss)).float().mean())
-        self._add("critic_steps", torch.ones((), device=loss.device))
-        return loss
-
-    def epoch_means(self) -> dict[str, float]:
-        """The epoch's GAN columns; the sums start again."""
-        sums, self.sums = {k: v.item() for k, v in self.sums.items()}, {}
-        gen, crit = sums.get("generator_steps", 0.0), sums.get("critic_steps", 0.0)
-        self.counts = {"generator": gen, "critic": crit}
-        nan = float("nan")
-        return {"train/critic_loss": sums["critic_loss"] / crit if crit else nan,
-                "train/critic_real_acc": sums["critic_real_acc"] / crit if crit else nan,
-                "train/critic_fake_acc": sums["critic_fake_acc"] / crit if crit else nan,
-                "train/adv_loss": sums["adv_loss"] / gen if gen else nan,
-                "train/generator_share": gen / max(gen + crit, 1.0)}
-
-    def callbacks(self, features=None) -> list:
-        """The log columns, and val/fid when a feature network is given."""
-        from .fid import FidCB
-        return [GanLogCB(self)] + ([FidCB(features)] if features is not None else [])
+        learn.preds, learn.loss = fake, loss
+        learn.loss_parts = {"critic_loss": loss,
+                            "critic_real_acc": says_real(real_logits, self.spec.loss).float().mean(),
+                            "critic_fake_acc": (~says_real(fake_logits, self.spec.loss)).float().mean()}
 
     def release(self) -> None:
         """After the fit: both models trainable again (the generator as the learner left it)."""
@@ -294,23 +268,23 @@ class GanStep:
 
 
 class GanLogCB(Callback):
-    """Adds the GAN's columns to each epoch's row (after MetricsCB built it, before it is printed
-    and saved): the critic's loss and its accuracy on real and generated images, the generator's
-    adversarial term, the share of steps that trained the generator. Stops the fit when the
-    critic's loss is not finite."""
+    """The GAN's own checks and column: stops the fit when the critic's loss is not finite, warns
+    about an epoch that trained only the critic, and adds train/generator_share (the share of steps
+    that trained the generator) to the row, after MetricsCB's train/<part> columns."""
 
-    order = -4
+    order = MetricsCB.order + 1
 
-    def __init__(self, step: GanStep):
-        self.step = step
+    def __init__(self, step: GanStep, metrics: MetricsCB):
+        self.step, self.metrics = step, metrics
+
+    def before_train(self, learn) -> None:
+        self.step.counts = {"generator": 0, "critic": 0}
 
     def after_train(self, learn) -> None:
-        self.means = self.step.epoch_means()
-        value = self.means["train/critic_loss"]
-        if learn.stop_reason is None and self.step.counts["critic"] and not math.isfinite(value):
-            learn.stop_reason = f"the critic's loss became {value} in epoch {learn.epoch + 1}"
-            raise CancelFitException()
-        if self.step.counts["critic"] and not self.step.counts["generator"]:
+        value, counts = self.metrics.train_steps["train/critic_loss"], self.step.counts
+        if learn.stop_reason is None and counts["critic"] and not math.isfinite(value):
+            learn.stop(f"the critic's loss became {value} in epoch {learn.epoch + 1}")
+        if counts["critic"] and not counts["generator"]:
             threshold = getattr(self.step.switcher, "critic_threshold", None)
             logging.getLogger(__name__).warning(
                 "epoch %d trained only the critic: its loss (%.3f) never fell below gan.critic_threshold (%s), so the "
@@ -318,7 +292,8 @@ class GanLogCB(Callback):
                 "gan.critic_threshold or gan.switcher=fixed", learn.epoch + 1, value, threshold)
 
     def after_epoch(self, learn) -> None:
-        learn.row.update(self.means)
+        gen, crit = self.step.counts["generator"], self.step.counts["critic"]
+        learn.row["train/generator_share"] = gen / max(gen + crit, 1.0)
 
     def after_fit(self, learn) -> None:
         self.step.release()

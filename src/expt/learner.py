@@ -1,15 +1,20 @@
-"""The training loop and its events. Behaviour lives in callbacks; the loop stays small and fast.
+"""The training loop, its events, the parts of a training step, and the state callbacks share.
 
 Events, in order: before_fit, (before_epoch, before_train, [before_batch, after_loss, after_step,
 after_batch]*, after_train, before_validate, [before_batch, after_loss, after_batch]*,
 after_validate, after_epoch)*, after_fit. Raise a Cancel*Exception from any of them to skip the
 rest of that batch, epoch, or the whole fit: the matching after_* event still runs. Any other
 exception (a higher-level cancel, an error, Ctrl-C) skips the after_* events it passes through.
+
+A training batch is a step object's two halves, with the learner's events between them:
+`step.forward(learn)` (the loss and its parts), after_loss, `step.update(learn)` (the optimizer
+step), after_step. `TrainStep` is one model and one optimizer; another step (a GAN's) reuses the
+learner's parts: `forward_and_loss` and `optimizer_step` (backward of the scaled loss, the step
+through the gradient scaler, zero_grad). Validation batches are always `forward_and_loss`.
 """
 
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from functools import partial
 from operator import attrgetter
 
 import torch
@@ -29,24 +34,55 @@ class CancelBatchException(Exception):
 
 
 class Callback:
-    order = 0  # lower runs first
+    """`order`: lower runs first. A callback that must follow another says so with that one's
+    order (`order = MetricsCB.order + 1`), not with a number of its own."""
+
+    order = 0
+
+
+class TrainStep:
+    """The training step of one model and one optimizer: forward and loss, then the optimizer step."""
+
+    def forward(self, learn: "Learner") -> None:
+        learn.forward_and_loss()
+
+    def update(self, learn: "Learner") -> None:
+        learn.optimizer_step(learn.loss)
 
 
 class Learner:
+    """Fits `model` with `opt` on `train_dl`, validating on `valid_dl` after each epoch.
+
+    State that callbacks share, declared here:
+    - `loss_parts`: the current batch's loss and its parts, device tensors by name (`loss` is the
+      model's training loss; a GAN's critic steps have `critic_loss`, ...): MetricsCB sums them.
+    - `history`: one row per finished epoch (a resumed run's earlier rows first); MetricsCB
+      appends each epoch's `row`, later callbacks add their columns to it (GAN columns, val/fid),
+      ProgressCB prints it, CheckpointCB saves the history (and drops a row whose epoch went bad).
+    - `stop(reason)`: ends the fit with a reason (divergence), which `stop_reason` keeps.
+    - `autocast` and `scaler`: set by PrecisionCB; full precision and a pass-through scaler by default.
+    """
+
     def __init__(self, model: nn.Module, train_dl: Iterable, valid_dl: Iterable, loss_func: nn.Module,
-                 opt: torch.optim.Optimizer, callbacks: Iterable[Callback] = (),
-                 train_step: Callable[["Learner"], None] | None = None):
+                 opt: torch.optim.Optimizer, callbacks: Iterable[Callback] = (), step: TrainStep | None = None,
+                 history: Iterable[dict] = ()):
         self.model, self.train_dl, self.valid_dl = model, train_dl, valid_dl
-        # A training step other than one_batch's (a GAN's: two models in turns); it runs the
-        # after_loss and after_step events itself. Validation batches always use one_batch.
-        self.train_step = train_step
         self.loss_func, self.opt = loss_func, opt
+        self.step = step or TrainStep()
         self.callbacks = sorted(callbacks, key=attrgetter("order"))
-        # Set by a precision callback; by default full precision with a pass-through scaler.
         self.autocast = nullcontext()
         self.scaler = torch.amp.GradScaler(enabled=False)
+        self.history: list[dict] = list(history)
+        self.row: dict = {}
+        self.loss_parts: dict[str, torch.Tensor] = {}
+        self.stop_reason: str | None = None
         self.epoch, self.epochs, self.start_epoch = 0, 0, 0
         self.training = False
+
+    def stop(self, reason: str) -> None:
+        """End the fit now, saying why (after_fit still runs; the run's summary reports the reason)."""
+        self.stop_reason = reason
+        raise CancelFitException()
 
     def callback(self, event: str) -> None:
         for cb in self.callbacks:
@@ -65,7 +101,7 @@ class Learner:
 
     def fit(self, epochs: int, start_epoch: int = 0) -> "Learner":
         """Train for epochs start_epoch..epochs-1, validating after each."""
-        self.epochs, self.start_epoch = epochs, start_epoch
+        self.epochs, self.start_epoch, self.stop_reason = epochs, start_epoch, None
         self._stage("fit", CancelFitException, self._epochs)
         return self
 
@@ -85,19 +121,38 @@ class Learner:
             self._stage("train" if train else "validate", CancelEpochException, self._batches)
 
     def _batches(self) -> None:
-        step = partial(self.train_step, self) if self.training and self.train_step is not None else self.one_batch
+        batch = self.train_batch if self.training else self.valid_batch
         for self.iter, (self.xb, self.yb) in enumerate(self.dl):
-            self._stage("batch", CancelBatchException, step)
+            self._stage("batch", CancelBatchException, batch)
 
     def one_batch(self) -> None:
-        """One model, one optimizer: forward, loss, and on training batches backward and step."""
+        """The batch in xb, yb: a training step when `training`, else a validation batch."""
+        (self.train_batch if self.training else self.valid_batch)()
+
+    def train_batch(self) -> None:
+        self.step.forward(self)
+        self.callback("after_loss")
+        self.step.update(self)
+        self.callback("after_step")
+
+    def valid_batch(self) -> None:
+        self.forward_and_loss()
+        self.callback("after_loss")
+
+    def forward_and_loss(self) -> None:
+        """The model's predictions for the batch and their loss, in the run's precision."""
         with self.autocast:
             self.preds = self.model(self.xb)
             self.loss = self.loss_func(self.preds, self.yb)
-        self.callback("after_loss")
-        if self.training:
-            self.scaler.scale(self.loss).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            self.opt.zero_grad(set_to_none=True)
-            self.callback("after_step")
+        self.loss_parts = {"loss": self.loss}
+
+    def optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer | None = None,
+                       scaler: torch.amp.GradScaler | None = None) -> None:
+        """Backward of the scaled loss, the optimizer's step through the scaler (which skips it when
+        fp16 gradients overflowed, and unscales them first), the scaler's update, zero_grad. `opt` and
+        `scaler` default to the learner's (a GAN's critic has its own)."""
+        opt, scaler = opt or self.opt, scaler or self.scaler
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)

@@ -1,5 +1,5 @@
-"""`expt lr_find`: a learning-rate range test on the run `expt train` would build, with suggestions,
-a table, lr_find.json and lr_find.png; also used by `expt train optimizer.lr=auto`."""
+"""The learning-rate range test on a built run, its suggestions, table, lr_find.json and lr_find.png:
+what `expt lr_find` shows and `expt train optimizer.lr=auto` uses (the callback is LRFinderCB)."""
 
 import math
 from dataclasses import dataclass, field
@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .build import LR_SUGGESTIONS as SUGGESTIONS
-from .build import Run, build_run
+from .build import Run, callbacks_for
 from .callbacks.lr_find import LRFinderCB
 from .checkpoint import write_json
 from .errors import ExptError
@@ -65,7 +65,7 @@ class LRFindResult:
 def find_lr(run: Run, start: float, end: float, steps: int, recommended: str = "valley") -> LRFindResult:
     """Run the range test on `run`'s model, optimizer and batches; they are restored afterwards."""
     finder = LRFinderCB(start=start, end=end, steps=steps, stateful=(run.train_dl,))
-    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, [finder, *run.step_callbacks()])
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, [finder, *callbacks_for(run)])
     learn.fit(math.ceil(steps / len(run.train_dl)))
     if len(finder.losses) < 3:
         raise ExptError(f"the lr finder stopped after {len(finder.losses)} batches ({finder.stop_reason}); "
@@ -98,13 +98,3 @@ def plot(result: LRFindResult, path: Path) -> None:
             ax.plot([lr], [result.losses[nearest]], marker,
                     label=f"{name}: {lr:.1e}" + (" *" if name == result.recommended else ""))
         ax.legend()
-
-
-def lr_find(cfg, run_dir: Path, console: Console) -> dict:
-    """The `expt lr_find` command."""
-    run = build_run(cfg)
-    console.print(f"[bold]expt lr_find[/] {cfg.name}: lr {cfg.lr_find.start:g} to {cfg.lr_find.end:g} over up to "
-                  f"{cfg.lr_find.steps} batches of {cfg.bs}, {run.device} {run.precision}")
-    result = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
-    report(result, run_dir, console)
-    return {"status": "ok", "lr": result.lr}

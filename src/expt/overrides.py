@@ -121,3 +121,10 @@ def leaves(node, where: str):
 
 def targets(node, where: str):
     return [(w, str(v)) for w, v in leaves(node, where) if w.endswith("._target_")]
+
+
+def with_override(args: list[str], override: str) -> list[str]:
+    """`override` added to the command's overrides, next to them: Hydra's argparse takes them as one
+    run of positional arguments, and one after a flag that follows them is refused."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:first], override, *args[first:]]

@@ -1,21 +1,24 @@
-"""Checkpoint -> model and the data it was trained on, for `expt tta`, `expt predict` and the Python
-API. A checkpoint is data: its stored config is checked (only expt's builders, every key against
-its builder's signature) before anything of it is imported or called."""
+"""Checkpoint -> model and the data it was trained on, for `expt tta`, `expt predict`, `expt sample`,
+a GAN's pretrained critic and FID features, and the Python API (`model_from_checkpoint`). A
+checkpoint is data: its stored config is checked (only expt's builders, every key against its
+builder's signature) before anything of it is imported or called."""
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .build import build_model, loader_for, make
+from .builders import build_model, loader_for, make
 from .checkpoint import read_checkpoint
 from .data import ImageData
 from .data.loaders import DeviceLoader, StreamLoader
 from .errors import CheckpointError, ConfigError
-from .runtime import memory_format, resolve_device, resolve_precision
+from .fid import Features
+from .runtime import Runtime, resolve
 from .signature import check_node
 from .tasks import Task, task_from_meta
 
@@ -68,6 +71,18 @@ def weights_problem(expected: dict[str, torch.Tensor], weights: dict[str, torch.
     return None
 
 
+def load_features(path: str, image_shape: tuple[int, ...], device: torch.device) -> Features:
+    """The feature network of gan.fid_features: an expt classifier checkpoint for images of this shape."""
+    model, meta = model_from_checkpoint(Path(path).expanduser())
+    if meta.get("task", "classify") != "classify":
+        raise CheckpointError(f"gan.fid_features={path} is a {meta['task']} checkpoint; pass a classifier's "
+                              "model.safetensors (expt train on the same data)")
+    if tuple(meta.get("input_shape") or ()) != tuple(image_shape):
+        raise CheckpointError(f"gan.fid_features={path} classifies images of {meta.get('input_shape')} (C, H, W), and "
+                              f"this run makes {list(image_shape)}; pass a classifier trained on this data")
+    return Features(model.to(device))
+
+
 @dataclass
 class EvalRun:
     """What `expt tta` needs: trained models, the validation split they were trained with, views."""
@@ -78,8 +93,7 @@ class EvalRun:
     data: ImageData
     valid_dl: DeviceLoader | StreamLoader
     tta: Any  # expt.tta.TTA
-    device: torch.device
-    precision: str
+    runtime: Runtime
 
 
 def stored_data(meta: dict, cfg: DictConfig) -> DictConfig:
@@ -101,7 +115,7 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
     paths = [str(p) for p in paths if p is not None]
     if not paths:
         raise ConfigError("expt tta needs ckpt=PATH/model.safetensors (or ckpt=[A,B] for an ensemble)")
-    tta, device = make("tta", cfg.tta), resolve_device(cfg.device)
+    tta, runtime = make("tta", cfg.tta), resolve(cfg.device, cfg.precision, cfg.channels_last)
     loaded = [model_from_checkpoint(p) for p in paths]
     first = loaded[0][1]
     if any(meta.get("task") == "generate" for _, meta in loaded):
@@ -120,12 +134,10 @@ def build_eval(cfg: DictConfig, explicit_data: bool) -> EvalRun:
             or data.n_channels != len(first["mean"])):
         raise CheckpointError(f"{paths[0]} does not fit this data ({len(first.get('classes', []))} classes, "
                               f"{len(first['mean'])} channels); pass a checkpoint trained on it")
-    layout = memory_format(cfg.channels_last, device)
     valid_dl = loader_for(data.valid_x)(data.valid_x, data.valid_y, cfg.bs * 2, shuffle=False, drop_last=False,
-                                        device=device, channels_last=layout == torch.channels_last)
-    return EvalRun(paths=paths, models=[m.to(device, memory_format=layout) for m, _ in loaded],
-                   task=task_from_meta(first), data=data, valid_dl=valid_dl, tta=tta, device=device,
-                   precision=resolve_precision(cfg.precision, device))
+                                        device=runtime.device, channels_last=runtime.channels_last)
+    return EvalRun(paths=paths, models=[runtime.place(m) for m, _ in loaded], task=task_from_meta(first), data=data,
+                   valid_dl=valid_dl, tta=tta, runtime=runtime)
 
 
 @dataclass
@@ -138,9 +150,7 @@ class TestRun:
     x: torch.Tensor  # uint8 test images
     ids: list[str]
     tta: Any
-    device: torch.device
-    precision: str
-    layout: torch.memory_format
+    runtime: Runtime
 
 
 def build_test(cfg: DictConfig) -> TestRun:
@@ -161,8 +171,6 @@ def build_test(cfg: DictConfig) -> TestRun:
                           f"{module.rsplit('.', 1)[-1]}, which has no test split to predict (a data=paddy "
                           "classifier has one; a restoration checkpoint takes input=DIR)")
     x, ids = load_test(**{k: v for k, v in options.items() if k != "_target_"})
-    device = resolve_device(cfg.device)
-    layout = memory_format(cfg.channels_last, device)
-    return TestRun(path=str(cfg.ckpt), model=model.to(device, memory_format=layout), task=task_from_meta(meta),
-                   x=x, ids=ids, tta=tta, device=device, precision=resolve_precision(cfg.precision, device),
-                   layout=layout)
+    runtime = resolve(cfg.device, cfg.precision, cfg.channels_last)
+    return TestRun(path=str(cfg.ckpt), model=runtime.place(model), task=task_from_meta(meta), x=x, ids=ids, tta=tta,
+                   runtime=runtime)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_write, save_model, save_state
-from ..learner import Callback, CancelFitException
+from ..learner import Callback
 
 
 def to_cpu(obj):
@@ -37,17 +37,17 @@ def all_finite(model: nn.Module) -> bool:
 
 class CheckpointCB(Callback):
     """Writes model.safetensors and last.pt (optimizer, schedule, loader and RNG state) into
-    `run_dir` after each epoch that MetricsCB let through, and metrics.csv with every row. Under
+    `run_dir` after each epoch that MetricsCB let through, and metrics.csv with the learner's
+    history. An epoch whose weights or statistics are not finite is dropped from the history. Under
     torchrun every rank checks the epoch (the parameters are the same everywhere, so all ranks stop
     together) and rank 0 alone writes (`write`)."""
 
-    order = 20
+    order = 20  # last: it saves what the other callbacks made of the epoch
 
-    def __init__(self, run_dir: Path, model: nn.Module, meta: dict, stateful: dict, history: list[dict],
-                 extra: dict | None = None, write: bool = True):
+    def __init__(self, run_dir: Path, model: nn.Module, meta: dict, stateful: dict, extra: dict | None = None,
+                 write: bool = True):
         self.run_dir, self.model, self.meta = Path(run_dir), model, meta
         self.stateful = stateful  # name -> object with state_dict()/load_state_dict()
-        self.history = history    # the rows MetricsCB appends to
         self.extra = extra or {}  # plain values stored with the state (the run's config)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -60,9 +60,8 @@ class CheckpointCB(Callback):
     def after_epoch(self, learn) -> None:
         if not all_finite(self.model):
             # Not a good epoch: keep the last good checkpoint (and metrics.csv) as they are.
-            self.history.pop()
-            learn.stop_reason = f"parameters or statistics became non-finite in epoch {learn.epoch + 1}"
-            raise CancelFitException()
+            learn.history.pop()
+            learn.stop(f"parameters or statistics became non-finite in epoch {learn.epoch + 1}")
         if self.write:
             self.save(learn, epochs_done=learn.epoch + 1)
 
@@ -72,7 +71,7 @@ class CheckpointCB(Callback):
     def save(self, learn, epochs_done: int) -> None:
         self.wait()
         weights = to_cpu(self.model.state_dict())
-        state = {"epochs_done": epochs_done, "history": [dict(r) for r in self.history], "model": weights,
+        state = {"epochs_done": epochs_done, "history": [dict(r) for r in learn.history], "model": weights,
                  "opt": to_cpu(learn.opt.state_dict()), "torch_rng": torch.get_rng_state(), **self.extra,
                  **{name: to_cpu(obj.state_dict()) for name, obj in self.stateful.items()}}
         if torch.cuda.is_available():

@@ -6,6 +6,7 @@ from torch import nn
 
 from .. import distributed
 from ..learner import Callback
+from .training import AugmentCB
 
 
 class DistributedCB(Callback):
@@ -20,7 +21,7 @@ class DistributedCB(Callback):
       validate the model rank 0 saves.
     """
 
-    order = -20  # before augmentation draws from the RNG
+    order = AugmentCB.order - 10  # before augmentation draws from the RNG
 
     def __init__(self, net: nn.Module, device: torch.device, seed: int):
         self.net, self.device, self.seed = net, device, seed

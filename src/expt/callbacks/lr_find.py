@@ -6,6 +6,7 @@ import math
 import torch
 
 from ..learner import Callback, CancelEpochException, CancelFitException
+from .precision import PrecisionCB
 
 
 class LRFinderCB(Callback):
@@ -15,7 +16,7 @@ class LRFinderCB(Callback):
     times its minimum or is not finite; then puts model, optimizer, loader and RNG back as they were.
     """
 
-    order = 5
+    order = PrecisionCB.order + 1  # after the step's own callbacks (precision, augmentation)
 
     def __init__(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, beta: float = 0.98,
                  stop_factor: float = 4.0, stateful: tuple = ()):

@@ -5,6 +5,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..learner import Callback
+from .metrics import MetricsCB
 
 HIDDEN = {"lr", "val/error_rate"}  # in metrics.csv, not in the table
 
@@ -16,13 +17,15 @@ def fmt(name: str, value) -> str:
 
 
 class ProgressCB(Callback):
-    order = 10  # after MetricsCB has built learn.row
+    order = MetricsCB.order + 2  # after MetricsCB built learn.row and the callbacks that add to it
 
-    def __init__(self, console: Console | None = None, previous_rows: list[dict] = ()):
+    def __init__(self, console: Console | None = None):
         self.console = console or Console(emoji=False)
         self.rows_printed = 0
         self.bar: Progress | None = None
-        for row in previous_rows:  # a resumed run shows its earlier epochs first
+
+    def before_fit(self, learn) -> None:
+        for row in learn.history:  # a resumed run shows its earlier epochs first
             self.print_row(row)
 
     def before_epoch(self, learn) -> None:

@@ -7,6 +7,7 @@ import torch
 
 from ..checkpoint import atomic_write
 from ..learner import Callback
+from .progress import ProgressCB
 
 
 def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
@@ -27,7 +28,7 @@ def save_image(path: Path, image: torch.Tensor) -> None:
 
 
 class SamplesCB(Callback):
-    order = 15  # after the metrics and the progress line, before the checkpoint
+    order = ProgressCB.order + 1  # after the metrics and the progress line, before the checkpoint
 
     def __init__(self, path: Path, n: int = 6):
         self.path, self.n = Path(path), n
@@ -48,7 +49,7 @@ class NoiseSamplesCB(Callback):
     """samples.png of a generator from noise: an 8x8 grid of the first validation batch's images,
     whose noise is the same every epoch, so the grids show the generator's progress."""
 
-    order = 15
+    order = SamplesCB.order
 
     def __init__(self, path: Path, n: int = 64):
         self.path, self.n = Path(path), n

@@ -1,5 +1,6 @@
 """Small callbacks that change what a training step does."""
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -12,9 +13,17 @@ class ScheduleCB(Callback):
 
     def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler):
         self.scheduler = scheduler
+        self.first = True
 
     def after_step(self, learn) -> None:
-        self.scheduler.step()
+        if not self.first:
+            self.scheduler.step()
+            return
+        self.first = False
+        with warnings.catch_warnings():  # torch warns when a schedule's first step precedes its optimizer's: a
+            # GAN's critic turn, or an fp16 step skipped for overflow; the schedule moves every batch regardless
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
 
 
 class AugmentCB(Callback):
@@ -22,7 +31,7 @@ class AugmentCB(Callback):
     images of the same size, moved by the same crop and flip (input and target channels are
     transformed as one image, then split)."""
 
-    order = -10  # before anything looks at the batch
+    order = -10  # before anything looks at the batch (the anchor the others' orders are written from)
 
     def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor], paired: bool = False):
         self.transform, self.paired = transform, paired

@@ -8,19 +8,18 @@ from pathlib import Path
 
 import torch
 
-from .callbacks.samples import image_grid, tile_grid, save_png
-from .errors import ConfigError
-from .tta import autocast_for
+from ..builders import make
+from ..callbacks.samples import image_grid, save_png, tile_grid
+from ..errors import ConfigError
+from ..models.dcgan import noise
+from ..rebuild import model_from_checkpoint, stored_data
+from ..runtime import resolve
 
 MAX_IMAGES = 1024  # one grid: 32x32 images, already 900 px a side at 28 px an image
 
 
 @torch.no_grad()
-def run_sample(cfg, run_dir: Path, console) -> dict:
-    from .build import make
-    from .models.dcgan import noise
-    from .rebuild import model_from_checkpoint, stored_data
-    from .runtime import resolve_device, resolve_precision
+def run(cfg, run_dir: Path, console) -> dict:
     if cfg.ckpt is None or not isinstance(cfg.ckpt, str):
         raise ConfigError("expt sample needs one generator checkpoint: ckpt=RUN/model.safetensors")
     if not 1 <= cfg.n <= MAX_IMAGES:
@@ -31,9 +30,9 @@ def run_sample(cfg, run_dir: Path, console) -> dict:
     if task not in ("generate", "restore"):
         raise ConfigError(f"{cfg.ckpt} is a {task} checkpoint; expt sample needs a generator's (experiment=fmnist_gan, "
                           "or a restoration run such as experiment=pets_gan)")
-    device = resolve_device(cfg.device)
+    runtime = resolve(cfg.device, cfg.precision, channels_last=False)  # as it always ran: no channels_last here
+    device, autocast = runtime.device, runtime.autocast()
     model = model.to(device)
-    autocast = autocast_for(resolve_precision(cfg.precision, device), device)
     if task == "generate":
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         images = []

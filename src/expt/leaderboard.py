@@ -1,18 +1,17 @@
-"""`expt sweep`: many runs through Hydra's multirun, then one table, one leaderboard and one plot.
-
-Each job is a normal run folder under the sweep folder. A job that fails (an exception, a NaN,
-running out of memory) is recorded with its status and error and the sweep goes on; a job whose
-folder already holds a finished run of the same overrides is skipped, so re-running a sweep into
-its folder completes it.
-"""
+"""A sweep folder's results: sweep.csv (one row per job: its overrides, results and costs), the
+leaderboard (jobs grouped by what varies but the seed, mean ± std of the headline metric),
+leaderboard.md and sweep.png; what `expt sweep` writes after its jobs and `--aggregate` rebuilds."""
 
 import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import yaml
+from rich.table import Table
 
-from .checkpoint import atomic_write, write_json
+from .checkpoint import atomic_write
+from .errors import ExptError
 from .plots import png
 
 DEFAULT_HEADLINE = ("val/acc", True)  # for summaries that name none (jobs that failed before training)
@@ -21,70 +20,8 @@ RESULT_COLUMNS = {"job", "status", "error", "headline", "higher_is_better", *COS
 NOT_A_FACTOR = {"seed"}  # jobs that differ only in these form one group of the leaderboard
 
 
-def finished(run_dir: Path, config_text: str) -> dict | None:
-    """The summary of a finished run of exactly this resolved config in run_dir, if there is one.
-    (Hydra rewrites .hydra/ before a job starts, so the config.yaml that expt writes is compared.)"""
-    summary, stored = run_dir / "summary.json", run_dir / "config.yaml"
-    if not (summary.is_file() and stored.is_file()) or stored.read_text() != config_text:
-        return None
-    result = json.loads(summary.read_text())
-    return result if result.get("status") == "ok" else None
-
-
-def run_job(train, cfg, run_dir: Path, console, config_text: str) -> float:
-    """One job: skip it when done, else train; a failure is recorded, not raised, so the sweep goes
-    on. Ctrl-C stops the whole sweep. Returns the headline metric (for sweepers)."""
-    from .runfolder import FolderBusy, RunFolder
-    done = finished(run_dir, config_text)
-    if done is not None:
-        console.print(f"[dim]skipping {run_dir.name}: already finished[/]")
-        return done.get(done.get("headline", DEFAULT_HEADLINE[0]), math.nan)
-    nproc = (cfg.get("dist") or {}).get("nproc", 1)
-    try:
-        if nproc > 1:  # the job under torchrun (its rank 0 holds the folder and writes config.yaml)
-            summary = launch_job(run_dir, nproc)
-        else:
-            with RunFolder(run_dir, remove_on_failure=False):
-                (run_dir / "config.yaml").write_text(config_text)
-                summary = train(cfg, run_dir, console)
-    except FolderBusy as e:  # another process owns the folder: leave it alone
-        console.print(f"[bold red]job {run_dir.name} skipped:[/] {e}")
-        return math.nan
-    except Exception as e:  # any failure of one job is recorded, and the sweep goes on
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        summary = {"status": "failed", "error": f"{type(e).__name__}: {first_line}"}
-        try:
-            write_json(run_dir / "summary.json", summary)
-        except OSError:
-            pass  # the disk itself failed: the job's missing summary marks it incomplete
-        console.print(f"[bold red]job {run_dir.name} failed:[/] {summary['error']}")
-    if summary.get("status") == "interrupted":
-        raise KeyboardInterrupt  # Ctrl-C stopped this job's training: stop the sweep, not just the job
-    value = summary.get(summary.get("headline", DEFAULT_HEADLINE[0]))
-    return value if summary.get("status") == "ok" and value is not None else math.nan
-
-
-def launch_job(run_dir: Path, nproc: int) -> dict:
-    """A job of dist.nproc > 1 processes: `expt train` with the job's overrides under torchrun, into
-    the job's folder; returns its summary."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from .distributed import launch
-    from .errors import ExptError
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra")]
-    quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")  # job folders hold '=' and ','
-    for name in ("summary.json", "last.pt", "model.safetensors", "metrics.csv"):  # an unfinished attempt's:
-        (run_dir / name).unlink(missing_ok=True)  # trained again from the start, as a one-process job is
-    code = launch(nproc, [*overrides, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"])
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        return json.loads(summary.read_text())
-    raise ExptError(f"its {nproc} processes ended with exit code {code} before a summary (their messages are above)")
-
-
 def collect(sweep_dir: Path):
     """sweep.csv's table: one row per job folder, its overrides as columns, then its results."""
-    import pandas as pd
     rows = []
     for overrides_file in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
         job = overrides_file.parent.parent
@@ -115,7 +52,6 @@ def leaderboard(table):
     """Jobs grouped by the overrides that vary across the sweep, but the seed: n, mean and std of
     the headline metric and the mean cost, sorted best first. Failed jobs count in `failed`, not in
     the statistics. A key that only some jobs set reads as `default` in the others."""
-    import pandas as pd
     name, higher_is_better = headline(table)
     columns = [c for c in table.columns if c not in {*RESULT_COLUMNS, name, f"best/{name}", *NOT_A_FACTOR}]
     # a key a job did not set has its default there
@@ -145,7 +81,6 @@ def fmt_stat(mean, std, n) -> str:
 
 def render(board, console, title: str, metric: str = DEFAULT_HEADLINE[0]) -> str:
     """Print the leaderboard as a rich table; return it as markdown."""
-    from rich.table import Table
     columns = ["group", "n", f"{metric} (mean ± std)", "seconds", "peak MB", "params", "failed"]
     console.print(title, soft_wrap=True)  # a table's title wraps to the table's width; a long path must not split it
     table = Table()
@@ -177,7 +112,6 @@ def plot(board, path: Path, metric: str = DEFAULT_HEADLINE[0]) -> None:
 
 def aggregate(sweep_dir: Path, console) -> dict:
     """Write sweep.csv, leaderboard.md and sweep.png for a sweep folder, and print the leaderboard."""
-    from .errors import ExptError
     sweep_dir = Path(sweep_dir)
     table = collect(sweep_dir)
     if table.empty:

@@ -1,4 +1,5 @@
-"""`expt train`: build the run, fit it, write metrics, summary and checkpoints into the run folder."""
+"""`expt train`: build the run, fit it, write metrics, summary and checkpoints into the run folder;
+`resume=RUN` continues an unfinished run where its training state left it."""
 
 import json
 import resource
@@ -6,17 +7,17 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from rich.console import Console
 
-from . import distributed
-from .build import Run, build_run, for_resume, resolved
-from .callbacks import CheckpointCB, MetricsCB, ProgressCB, ScheduleCB
-from .callbacks.distributed import DistributedCB
-from .checkpoint import clean_stale_temps, load_state, save_model, versions, write_json
-from .errors import CheckpointError
-from .learner import Learner
-from .lr_find import find_lr, report
-from .summary import ModelSummary, example_batch, summarize_model
+from .. import distributed, overrides
+from ..build import FitRecord, Run, build_run, callbacks_for, for_resume, resolved
+from ..callbacks import CheckpointCB
+from ..checkpoint import clean_stale_temps, load_state, save_model, versions, write_json
+from ..errors import CheckpointError, ConfigError
+from ..learner import Learner
+from ..lr_find import find_lr, report
+from ..model_table import ModelSummary, example_batch, summarize_model
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs")
 WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
@@ -74,7 +75,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def train(cfg, run_dir: Path, console: Console) -> dict:
+def run(cfg, run_dir: Path, console: Console) -> dict:
     """Train the composed run; returns the summary (also written to run_dir/summary.json). Under
     torchrun every rank trains and validates its share; rank 0 alone prints and writes."""
     config = resolved(cfg)
@@ -84,28 +85,34 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     primary = distributed.is_primary()
     start_epoch, history = restore(run, state) if state else (0, [])
     if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder (rank 0's, on global batches) picks the lr
-        lr = None
-        if primary:
-            with distributed.whole_batches(run.train_dl):
-                found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
-            report(found, run_dir, console)
-            lr = found.lr
-        run.start_schedule(distributed.broadcast(lr))
+        run.start_schedule(distributed.broadcast(found_lr(run, cfg, run_dir, console) if primary else None))
     meta = {"config": config, **run.task.meta(), "mean": run.model.norm.mean.flatten().tolist(),
             "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
             "versions": versions()}
-    metrics = MetricsCB(run.task, history)
-    stateful = {"sched": run.sched, "train_dl": run.train_dl} | ({"gan": run.gan} if run.gan is not None else {})
-    checkpoint = CheckpointCB(run_dir, run.model, meta, stateful, metrics.history, write=primary,
-                              extra={"config": json.dumps(config), "lr": run.peak_lr})
-    callbacks = [metrics, ScheduleCB(run.sched), checkpoint, *run.fit_callbacks()]
-    if primary:
-        callbacks += [ProgressCB(console, previous_rows=history), *run.task.callbacks(run_dir)]
-    if distributed.world() > 1:
-        callbacks.append(DistributedCB(run.net, run.device, cfg.seed))
-    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks, train_step=run.gan)
-
+    record = FitRecord(run_dir, console, meta, {"config": json.dumps(config), "lr": run.peak_lr}, primary)
+    learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks_for(run, record), step=run.gan,
+                    history=history)
     size = summarize_model(run.model, example_batch(run))
+    baseline = announce(cfg, run, size, start_epoch, console)
+    status, seconds = fit(learn, run, cfg.epochs, start_epoch, record)
+    summary = summarize(learn.history, start_epoch, seconds, status, run, size) | baseline
+    if status == "diverged":
+        summary["error"] = learn.stop_reason
+    if primary:
+        write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def found_lr(run: Run, cfg, run_dir: Path, console: Console) -> float:
+    """optimizer.lr=auto: the lr finder's recommendation, reported like `expt lr_find`'s."""
+    with distributed.whole_batches(run.train_dl):
+        found = find_lr(run, cfg.lr_find.start, cfg.lr_find.end, cfg.lr_find.steps, cfg.lr_find.suggestion)
+    report(found, run_dir, console)
+    return found.lr
+
+
+def announce(cfg, run: Run, size: ModelSummary, start_epoch: int, console: Console) -> dict:
+    """The run's header line and, where the task has one, the baseline to beat (returned)."""
     console.print(f"[bold]expt train[/] {cfg.name}: {size.params:,} parameters, {len(run.data.train_x):,} train / "
                   f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
                   f"epochs {start_epoch + 1}-{cfg.epochs}"
@@ -114,26 +121,25 @@ def train(cfg, run_dir: Path, console: Console) -> dict:
     if baseline:
         console.print("baseline (the validation inputs as they are): "
                       + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in baseline.items()))
+    return baseline
+
+
+def fit(learn: Learner, run: Run, epochs: int, start_epoch: int, record: FitRecord) -> tuple[str, float]:
+    """Fit; returns the status (ok, diverged, interrupted) and the seconds it took. After Ctrl-C the
+    weights are saved as they are; last.pt still holds the last finished epoch to resume from."""
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.device)
     status, start = "ok", time.perf_counter()
     try:
-        learn.fit(cfg.epochs, start_epoch=start_epoch)
+        learn.fit(epochs, start_epoch=start_epoch)
         if learn.stop_reason:
             status = "diverged"
     except KeyboardInterrupt:
-        # Keep the weights as they are; last.pt still holds the last finished epoch to resume from.
-        checkpoint.wait()
-        if primary:
-            save_model(run_dir / "model.safetensors", run.model, meta)
+        next(cb for cb in learn.callbacks if isinstance(cb, CheckpointCB)).wait()
+        if record.primary:
+            save_model(record.run_dir / "model.safetensors", run.model, record.meta)
         status = "interrupted"
-    seconds = time.perf_counter() - start
-    summary = summarize(metrics.history, start_epoch, seconds, status, run, size) | baseline
-    if status == "diverged":
-        summary["error"] = learn.stop_reason
-    if primary:
-        write_json(run_dir / "summary.json", summary)
-    return summary
+    return status, time.perf_counter() - start
 
 
 def best(history: list[dict], metric: str, higher_is_better: bool):
@@ -159,3 +165,26 @@ def summarize(history: list[dict], start_epoch: int, seconds: float, status: str
     }
     summary.update({f"versions/{k}": v for k, v in versions().items()})
     return summary
+
+
+def resume_defaults(args: list[str]) -> list[str]:
+    """`expt train resume=RUN`: the overrides RUN was started with come first, so `resume=RUN` alone
+    continues it; the command line's own overrides win, and those that change the recipe are refused
+    when the training state is restored (load_resume)."""
+    source = next((a.split("=", 1)[1] for a in args if a.startswith("resume=")), None)
+    if not source:
+        return args
+    folder = Path(source).expanduser()
+    folder = folder.parent if folder.is_file() else folder
+    stored = folder / ".hydra" / "overrides.yaml"
+    try:
+        before = yaml.safe_load(stored.read_text()) if stored.is_file() else []
+    except (OSError, yaml.YAMLError):
+        before = []
+    if not isinstance(before, list) or not all(isinstance(o, str) for o in before):
+        raise ConfigError(f"{stored} is not a list of overrides; resume from a run folder that expt wrote")
+    given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+    keep = [o for o in before if "=" in o and o.split("=", 1)[0].lstrip("+~") not in given | {"resume"}
+            and not o.lstrip("+~").startswith("hydra")]
+    overrides.check(keep, source=str(stored))  # a run folder is data: a tampered line is refused, not replayed
+    return keep + args

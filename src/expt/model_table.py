@@ -1,10 +1,11 @@
-"""`expt summary`: one row per leaf module with shapes, parameters and MFLOPs, from forward hooks
-on one batch. MFLOPs here count multiply-accumulates of convolutions and linear layers, per image."""
+"""A model's table: one row per leaf module with shapes, parameters and MFLOPs, from forward hooks
+on one batch (what `expt summary` prints and `expt train` counts). MFLOPs here count
+multiply-accumulates of convolutions and linear layers, per image."""
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
+from rich.table import Table
 from torch import nn
 
 
@@ -76,8 +77,7 @@ def summarize_model(model: nn.Module, x: torch.Tensor) -> ModelSummary:
     return summary
 
 
-def table(summary: ModelSummary, title: str):
-    from rich.table import Table
+def table(summary: ModelSummary, title: str) -> Table:
     t = Table(title=title)
     for col, justify in (("module", "left"), ("type", "left"), ("input", "right"), ("output", "right"),
                          ("params", "right"), ("MFLOPs", "right")):
@@ -103,15 +103,3 @@ def markdown(summary: ModelSummary, title: str) -> str:
 def example_batch(run, n: int = 2) -> torch.Tensor:
     """n validation images as the model sees them (float 0..1, on the run's device)."""
     return next(iter(run.valid_dl))[0][:n]
-
-
-def run_summary(cfg, run_dir: Path, console) -> dict:
-    """The `expt summary` command."""
-    from .build import build_run
-    from .checkpoint import atomic_write
-    run = build_run(cfg)
-    summary = summarize_model(run.model, example_batch(run))
-    title = f"{cfg.name}: {summary.params:,} parameters, {summary.mflops:.2f} MFLOPs per image"
-    console.print(table(summary, title))
-    atomic_write(Path(run_dir) / "summary.md", lambda tmp: tmp.write_text(markdown(summary, title)))
-    return {"status": "ok", "params": summary.params, "mflops": summary.mflops}

@@ -2,25 +2,30 @@
 submission file (image_id,<headline target>); a restoration model's outputs for every image of a
 folder (`input=DIR`), each at its own size (enlarged first by the scale it was trained for), as PNGs."""
 
+import logging
 from pathlib import Path
 
+import pandas as pd
 import torch
+from PIL import Image
 
-from .checkpoint import atomic_write
-from .data.loaders import DeviceLoader
-from .tta import autocast_for, predict
+from ..callbacks.samples import save_image
+from ..checkpoint import atomic_write
+from ..data import image_files
+from ..data.loaders import DeviceLoader
+from ..errors import ConfigError, DataError
+from ..rebuild import build_test, model_from_checkpoint
+from ..runtime import resolve
+from ..tta import predict
 
 
-def run_predict(cfg, run_dir: Path, console) -> dict:
-    import pandas as pd
-
-    from .rebuild import build_test, model_from_checkpoint
+def run(cfg, run_dir: Path, console) -> dict:
     if cfg.input is not None:
-        return restore_folder(cfg, console, model_from_checkpoint)
+        return restore_folder(cfg, console)
     test = build_test(cfg)
     loader = DeviceLoader(test.x, torch.zeros(len(test.x), dtype=torch.long), cfg.bs * 2, shuffle=False,
-                          drop_last=False, device=test.device, channels_last=test.layout == torch.channels_last)
-    _, probs = predict(test.model, loader, test.tta, autocast_for(test.precision, test.device), test.task)
+                          drop_last=False, device=test.runtime.device, channels_last=test.runtime.channels_last)
+    _, probs = predict(test.model, loader, test.tta, test.runtime.autocast(), test.task)
     target, labels = test.task.labels(probs)  # the headline target, as Kaggle scores it
     out = Path(test.path).parent / "submission.csv"
     frame = pd.DataFrame({"image_id": test.ids, target: labels})
@@ -30,16 +35,8 @@ def run_predict(cfg, run_dir: Path, console) -> dict:
 
 
 @torch.no_grad()
-def restore_folder(cfg, console, model_from_checkpoint) -> dict:
+def restore_folder(cfg, console) -> dict:
     """Every image of `input` through a restoration checkpoint, into <checkpoint folder>/restored/."""
-    import logging
-
-    from PIL import Image
-
-    from .data import image_files
-    from .errors import ConfigError, DataError
-    from .runtime import memory_format, resolve_device, resolve_precision
-    from .callbacks.samples import save_image
     folder = Path(cfg.input).expanduser()
     if cfg.ckpt is None or not isinstance(cfg.ckpt, str):
         raise ConfigError("expt predict input=DIR needs one checkpoint: ckpt=PATH/model.safetensors")
@@ -52,16 +49,14 @@ def restore_folder(cfg, console, model_from_checkpoint) -> dict:
     files = image_files(folder)
     if not files:
         raise DataError(f"input={cfg.input} holds no images (.jpg, .jpeg, .png, .bmp, .webp)")
-    device = resolve_device(cfg.device)
-    layout = memory_format(cfg.channels_last, device)
-    model = model.to(device, memory_format=layout)
-    autocast = autocast_for(resolve_precision(cfg.precision, device), device)
+    runtime = resolve(cfg.device, cfg.precision, cfg.channels_last)
+    model, autocast = runtime.place(model), runtime.autocast()
     scale = int(meta["config"]["data"].get("scale", 1))
     out_dir, done, skipped = new_folder(Path(cfg.ckpt).parent / "restored"), 0, []
 
     def restore(tile: torch.Tensor) -> torch.Tensor:
         with autocast:
-            return model(tile.to(device).contiguous(memory_format=layout)).float().cpu()
+            return model(tile.to(runtime.device).contiguous(memory_format=runtime.layout)).float().cpu()
     for file in files:
         try:
             with Image.open(file) as im:

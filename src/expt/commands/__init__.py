@@ -1,0 +1,25 @@
+"""The commands: one module each, each with the same entry, `run(cfg, run_dir, console) -> dict`
+(the summary: a `status`, and `outputs` where it wrote elsewhere than run_dir). A command is
+imported when it is chosen, so `expt --help` and shell completion need no torch."""
+
+from collections.abc import Callable
+from importlib import import_module
+
+COMMANDS = {
+    "train": "train the composed run and save metrics, summary and checkpoint",
+    "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
+    "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
+    "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
+    "predict": "a checkpoint's predictions: submission.csv (data=paddy), or input=DIR restored into PNGs (data=pets)",
+    "sample": "a grid of a generator's images: ckpt=RUN/model.safetensors n=64 (a GAN's, or a restoration run's)",
+    "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
+    "data": "get a dataset: `expt data fashion_mnist` (a copy found, Debian's package, or the official files)",
+}
+IN_A_RUN_FOLDER = ("train", "lr_find", "tta", "summary", "predict", "sample")  # composed by Hydra, one run folder each
+
+
+def entry(command: str) -> Callable:
+    """The `run` of a command module (one of COMMANDS)."""
+    if command not in COMMANDS:
+        raise KeyError(command)
+    return import_module(f"{__name__}.{command}").run

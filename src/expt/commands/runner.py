@@ -1,0 +1,66 @@
+"""A command run inside Hydra's job: in its run folder (locked, config.yaml written, removed again
+when a failed command leaves it empty), with its console, under torchrun in every rank (rank 0
+alone writes), and what an unfinished run says (interrupted or diverged) as an error to report."""
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from .. import distributed, signals
+from ..errors import Unfinished
+from ..runfolder import RunFolder, remove_if_unused
+from . import entry
+
+
+def output_console() -> Console:
+    """The console commands print to: no markup highlighting, no emoji codes (a TTA view named
+    shift:-1:0 stays text), and in logs and pipes wide enough for every metric column, with lines
+    never wrapped (a long path stays on its line, for a reader and for grep)."""
+    console = Console(highlight=False, emoji=False)
+    return console if console.is_terminal else Console(highlight=False, emoji=False, width=200, soft_wrap=True)
+
+
+def quiet_console() -> Console:
+    """What ranks other than 0 print to: nothing."""
+    return Console(quiet=True)
+
+
+def run_in_folder(command: str, cfg, run_dir: Path, made: list[Path]) -> None:
+    """Run `command` with the composed `cfg` in `run_dir` (of whose parents `made` were made for
+    it, so a failure may take them away again); raises Unfinished for an interrupted or diverged run."""
+    made = [run_dir if "${" in p.name else p for p in made]  # the default folder's ${name}, resolved
+    run = entry(command)
+    if not distributed.is_primary():  # another rank of a torchrun launch: trains its share, writes nothing
+        with distributed.peers_watched(run_dir):
+            summary = run(cfg, run_dir, quiet_console())
+        if summary.get("status") == "interrupted":
+            raise Unfinished("interrupted", signals.interrupted_code())  # rank 0 says it; the same exit code
+        return
+    console = output_console()
+    with RunFolder(run_dir, made=made), distributed.peers_watched(run_dir):
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        summary = run(cfg, run_dir, console)
+    outputs = Path(summary.get("outputs", run_dir))
+    if outputs.resolve() != run_dir.resolve():  # wrote next to a checkpoint: no empty run folder left behind
+        remove_if_unused(run_dir, made)
+    console.print(f"outputs: {outputs}")
+    check_finished(summary, run_dir)
+
+
+def check_finished(summary: dict, run_dir: Path) -> None:
+    """Unfinished, saying what was kept and how to go on, for a run that was stopped or diverged."""
+    if summary.get("status") == "interrupted":
+        n = distributed.world()
+        if n > 1:  # torchrun stops every rank with SIGTERM when one fails, or when it is stopped itself
+            by = "SIGTERM from the launcher (a rank failed, or the launch was stopped)" if signals.TERMINATED else "Ctrl-C"
+            raise Unfinished(f"stopped by {by}; weights saved, resume with `torchrun --nproc_per_node={n} -m expt "
+                             f"train resume={run_dir}` or `expt train dist.nproc={n} resume={run_dir}`",
+                             signals.interrupted_code())
+        raise Unfinished(f"{signals.interrupted_by()}; weights saved, resume with `expt train resume={run_dir}`",
+                         signals.interrupted_code())
+    if summary.get("status") == "diverged":
+        model = run_dir / "model.safetensors"
+        kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {model}" if model.is_file()
+                else "no checkpoint was saved; lower optimizer.lr (`expt lr_find` suggests one)")
+        raise Unfinished(f"training diverged ({summary.get('error')}); {kept}", 1)
