@@ -4,6 +4,8 @@
     python scripts/bench_loop.py --device cpu --bs 256 --steps 20
     # per-step overhead where the arithmetic is nearly free (what a GPU sees as launch/sync cost):
     python scripts/bench_loop.py --device cpu --threads 1 --nfs 4 8 --bs 32 --steps 500 --valid 64 --no-channels-last
+    # the loop's own cost, isolated: a linear model on flattened images (microseconds of arithmetic)
+    python scripts/bench_loop.py --device cpu --threads 1 --model linear --bs 32 --steps 2000 --valid 64
 
 Both sides train the default recipe's model (resnet_k5 behind Normalize) with AdamW + one-cycle on
 the same device-resident uint8 batches (same permutation seed), then validate, for `--steps`
@@ -46,9 +48,10 @@ def load_images(n_train: int, n_valid: int) -> tuple[torch.Tensor, ...]:
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], "random 28x28"
 
 
-def make_model(device, channels_last, nfs=(16, 32, 64, 128, 256)):
+def make_model(device, channels_last, nfs=(16, 32, 64, 128, 256), kind="resnet_k5"):
     torch.manual_seed(0)
-    model = nn.Sequential(OrderedDict(norm=Normalize((0.286,), (0.353,)), body=resnet_k5(1, 10, nfs)))
+    body = resnet_k5(1, 10, nfs) if kind == "resnet_k5" else nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    model = nn.Sequential(OrderedDict(norm=Normalize((0.286,), (0.353,)), body=body))
     return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
@@ -82,6 +85,8 @@ def main() -> None:
     parser.add_argument("--valid", type=int, default=10000, help="validation images per epoch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--nfs", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="resnet_k5's channels")
+    parser.add_argument("--model", choices=("resnet_k5", "linear"), default="resnet_k5",
+                        help="linear: Flatten + Linear, a step of microseconds, so the loop's own cost shows")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="memory layout (default: on CUDA only)")
@@ -98,7 +103,7 @@ def main() -> None:
     loader = dict(device=device, channels_last=layout, seed=0)
 
     def fresh():
-        model = make_model(device, layout, tuple(args.nfs))
+        model = make_model(device, layout, tuple(args.nfs), args.model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2, eps=1e-5)
         sched = one_cycle(opt, total_steps=args.steps * (args.repeats + 1))
         train_dl = DeviceLoader(train_x, train_y, args.bs, shuffle=True, drop_last=True, **loader)
@@ -130,8 +135,8 @@ def main() -> None:
             times["expt"].append(t_expt)
 
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
-    table = Table(title=f"{name}, {source}, bs {args.bs}, {args.steps} steps + {args.valid} valid images/epoch, "
-                        f"median of {args.repeats}")
+    table = Table(title=f"{name}, {source}, {args.model}, bs {args.bs}, {args.steps} steps + {args.valid} valid "
+                        f"images/epoch, median of {args.repeats}")
     for col in ("loop", "s/epoch (median)", "min", "max", "train img/s", "us/step (median)"):
         table.add_column(col, justify="right")
     for loop, ts in times.items():

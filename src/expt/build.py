@@ -19,17 +19,17 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from . import distributed
-from .builders import build_model, check_groups, group_node, loader_for, make
+from .builders import build_model, check_groups, group_node, make, model_from_checkpoint
 from .callbacks import AugmentCB, CheckpointCB, FreezeCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
 from .callbacks.distributed import DistributedCB
 from .data import ImageData
-from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader
+from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
 from .errors import CheckpointError, ConfigError
 from .fid import FidCB, Features
 from .gan import GanLogCB, GanStep
 from .models import timm as timm_models
 from .models.unet import EXPT_ENCODERS, DynamicUnet
-from .rebuild import load_features, model_from_checkpoint
+from .rebuild import load_features
 from .runtime import Runtime, resolve
 from .signature import check_node
 from .tasks import Generate, Restore, Task, task_for

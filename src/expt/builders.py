@@ -1,7 +1,8 @@
-"""A config node becomes an object: checked against its builder's signature (signature.py), then
-instantiated, so only expt's builders are ever imported or called, whatever the node's source
-(conf/, the command line, a checkpoint). Below build.py (a run's objects) and rebuild.py (a
-checkpoint's model), which both make their objects here."""
+"""A config node becomes an object, and a checkpoint a model: a node is checked against its
+builder's signature (signature.py), then instantiated, so only expt's builders are ever imported or
+called, whatever the node's source (conf/, the command line, a checkpoint). Below build.py (a run's
+objects), rebuild.py (a checkpoint's model and data) and data=critic (a dataset made by a
+generator checkpoint), which all make their objects here."""
 
 import inspect
 from collections import OrderedDict
@@ -14,10 +15,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .data.loaders import DeviceLoader, StreamLoader
-from .errors import ConfigError, ExptError
+from .checkpoint import read_checkpoint
+from .errors import CheckpointError, ConfigError, ExptError
 from .models.layers import Normalize
 from .signature import GROUPS, check_node
+from .tasks import task_from_meta
 
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
 
@@ -76,6 +78,49 @@ def check_input_size(body: nn.Module, input_shape: Sequence[int]) -> None:
                           "change data.size (or the arch: resnet_k5 takes any size from 9)")
 
 
-def loader_for(images) -> type:
-    """Batches from a resident uint8 tensor, or decoded from files every epoch (data.cache=false)."""
-    return DeviceLoader if isinstance(images, torch.Tensor) else StreamLoader
+def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle, and
+    nothing of the stored config is imported or called unless all of it names expt's builders."""
+    weights, meta = read_checkpoint(path)
+    for group in ("arch", "data"):
+        try:
+            check_node(group, meta["config"][group])
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint {path} is refused: its stored {e}") from None
+    arch = OmegaConf.create(meta["config"]["arch"])
+    for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
+        if key in arch:
+            arch[key] = value
+    args = (arch, meta["mean"], meta["std"], task_from_meta(meta).n_outputs, meta.get("input_shape"))
+    try:
+        with torch.device("meta"):  # shapes alone, no memory: sizes in the metadata are checked before anything real
+            skeleton = build_model(*args)
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} is damaged: its stored arch cannot be built for its metadata "
+                              f"({e})") from None
+    problem = weights_problem(skeleton.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"checkpoint {path} is damaged: {problem}; use a model.safetensors as expt wrote it")
+    model = build_model(*args)
+    model.load_state_dict(weights)
+    return model.eval(), meta
+
+
+def weights_problem(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> str | None:
+    """What keeps `weights` from being the state of a model whose state dict is `expected` (shapes
+    and dtypes, on the meta device): a missing, extra or reshaped tensor, another dtype (bytes
+    relabelled as integers read as garbage), or a weight that is not finite. None when they fit."""
+    missing, extra = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
+    if missing or extra:
+        return (f"weights do not fit its stored arch ({len(missing)} missing, e.g. {missing[:1]}; "
+                f"{len(extra)} unexpected, e.g. {extra[:1]})")
+    for key, want in expected.items():
+        got = weights[key]
+        if got.shape != want.shape:
+            return (f"weights do not fit its stored arch and sizes: {key} is {list(got.shape)}, where its metadata "
+                    f"builds {list(want.shape)}")
+        if got.dtype != want.dtype:
+            return f"{key} is stored as {got.dtype}, where the model holds {want.dtype}"
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            return f"{key} holds NaN or infinite values (expt keeps checkpoints of finite epochs only)"
+    return None

@@ -6,13 +6,19 @@ import io
 import json
 import math
 import os
+import platform
 import threading
+import warnings
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
+from . import __version__
 from .errors import CheckpointError, first_line
 
 FORMAT = "expt-checkpoint/1"
@@ -96,10 +102,7 @@ def clean_stale_temps(folder: Path) -> list[Path]:
 
 
 def versions() -> dict[str, str]:
-    import platform
-    from importlib.metadata import version
 
-    from . import __version__
     return {"expt": __version__, "torch": torch.__version__, "timm": version("timm"),
             "python": platform.python_version()}
 
@@ -107,7 +110,6 @@ def versions() -> dict[str, str]:
 def save_model(path: Path, model: nn.Module | dict[str, torch.Tensor], meta: dict) -> Path:
     """Weights (a model or its state dict; stored contiguous, on the CPU) to safetensors, `meta` as
     JSON strings in its header."""
-    from safetensors.torch import save
 
     state = model.state_dict() if isinstance(model, nn.Module) else model
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
@@ -119,8 +121,6 @@ def save_model(path: Path, model: nn.Module | dict[str, torch.Tensor], meta: dic
 
 def read_meta(path: Path) -> dict:
     """The metadata of an expt checkpoint (without its weights), or one clear CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
 
     path = Path(path)
     if path.is_dir():
@@ -149,8 +149,6 @@ def read_meta(path: Path) -> dict:
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The weights and metadata of an expt checkpoint, or one clear CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     meta = read_meta(path)
     try:
@@ -162,7 +160,6 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def is_checkpoint(path: Path) -> bool:
     """Whether a file is a safetensors file written by expt (its header says so; nothing is validated)."""
-    from safetensors.torch import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("format") == FORMAT
@@ -224,7 +221,6 @@ def save_state(path: Path, state: dict) -> Path:
 def load_plain(path: Path):
     """torch.load of plain tensors and containers only (weights_only: no pickled code). A damaged or
     foreign file raises ValueError with one line, never torch's advice to unpickle it."""
-    import warnings
     try:
         with warnings.catch_warnings():  # older files (the Lite0 package's) trigger a protocol notice
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

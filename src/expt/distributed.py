@@ -8,8 +8,10 @@ are all-reduced, so the metrics equal a single process's. Without torchrun nothi
 anything: world() is 1 and every rank helper answers as a single process would.
 """
 
+import logging
 import os
 import re
+import signal
 import sys
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,6 +19,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .errors import ConfigError, ExptError
 
@@ -134,7 +137,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around the model for several processes; the model itself otherwise."""
     if world() == 1:
         return model
-    from torch.nn.parallel import DistributedDataParallel
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
@@ -174,7 +176,6 @@ def peers_watched(run_dir):
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if world() == 1 or not (isinstance(e, dist.DistError) or any(p in text.lower() for p in PEER_ERRORS)):
             raise
-        import signal
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM to the survivors must not cut this line short
         why = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text).split(". ")[0][:120]  # gloo's "[file.cc:545] "
         raise RankFailed(f"rank {rank()}: another process of this run stopped ({why}); resume it with "
@@ -194,9 +195,7 @@ def launch(nproc: int, args: list[str]) -> int:
     finished). The ranks print their own one-line errors, so the launcher's report and traceback of
     a failed worker are left out. Ctrl-C or SIGTERM here makes the launcher stop the ranks with
     SIGTERM, and they save and stop as a single process would."""
-    import logging
 
-    import signal
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError

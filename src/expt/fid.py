@@ -6,8 +6,8 @@ distance between Gaussians fitted to the two sets of features,
 import torch
 from torch import nn
 
-from .errors import CheckpointError
 from .callbacks.metrics import MetricsCB
+from .errors import CheckpointError
 from .learner import Callback
 
 

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, first_line
+from .models.critic import expand_targets
+from .models.timm import channel_norm, check_name, check_weights, load_pretrained, quiet_hub, weights_norm
 
 
 class MultiTask(nn.Module):
@@ -48,7 +50,6 @@ class PatchBCE(nn.Module):
     (N,), 1 real and 0 generated, expanded over the patches (fastai's AdaptiveLoss)."""
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        from .models.critic import expand_targets
         return F.binary_cross_entropy_with_logits(logits.float(), expand_targets(logits.float(), y))
 
 
@@ -130,7 +131,6 @@ def feature_loss(net: str = "vgg16_bn", pretrained: bool = True, weights: str | 
     """
     import timm
 
-    from .models.timm import channel_norm, check_name, check_weights, load_pretrained, quiet_hub, weights_norm
     check_name(net, "loss.net")
     if pixel not in ("l1", "mse"):
         raise ConfigError(f"loss.pixel={pixel!r} is not one of l1, mse")

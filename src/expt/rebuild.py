@@ -1,7 +1,8 @@
-"""Checkpoint -> model and the data it was trained on, for `expt tta`, `expt predict`, `expt sample`,
-a GAN's pretrained critic and FID features, and the Python API (`model_from_checkpoint`). A
-checkpoint is data: its stored config is checked (only expt's builders, every key against its
-builder's signature) before anything of it is imported or called."""
+"""Checkpoint -> model and the data it was trained on, for `expt tta`, `expt predict`, `expt sample`
+and a GAN's FID features; `model_from_checkpoint` (builders.py) is here too for users' scripts:
+`from expt.rebuild import model_from_checkpoint`. A checkpoint is data: its stored config is checked
+(only expt's builders, every key against its builder's signature) before anything of it is
+imported or called."""
 
 import importlib
 from dataclasses import dataclass
@@ -12,63 +13,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from .builders import build_model, loader_for, make
-from .checkpoint import read_checkpoint
+from .builders import make, model_from_checkpoint
 from .data import ImageData
-from .data.loaders import DeviceLoader, StreamLoader
+from .data.loaders import DeviceLoader, StreamLoader, loader_for
 from .errors import CheckpointError, ConfigError
 from .fid import Features
 from .runtime import Runtime, resolve
 from .signature import check_node
 from .tasks import Task, task_from_meta
 
-
-def model_from_checkpoint(path) -> tuple[nn.Module, dict]:
-    """Rebuild a trained model from its checkpoint alone (weights + stored config); no pickle, and
-    nothing of the stored config is imported or called unless all of it names expt's builders."""
-    weights, meta = read_checkpoint(path)
-    for group in ("arch", "data"):
-        try:
-            check_node(group, meta["config"][group])
-        except ConfigError as e:
-            raise CheckpointError(f"checkpoint {path} is refused: its stored {e}") from None
-    arch = OmegaConf.create(meta["config"]["arch"])
-    for key, value in (("pretrained", False), ("weights", None)):  # the checkpoint has the weights
-        if key in arch:
-            arch[key] = value
-    args = (arch, meta["mean"], meta["std"], task_from_meta(meta).n_outputs, meta.get("input_shape"))
-    try:
-        with torch.device("meta"):  # shapes alone, no memory: sizes in the metadata are checked before anything real
-            skeleton = build_model(*args)
-    except ConfigError as e:
-        raise CheckpointError(f"checkpoint {path} is damaged: its stored arch cannot be built for its metadata "
-                              f"({e})") from None
-    problem = weights_problem(skeleton.state_dict(), weights)
-    if problem:
-        raise CheckpointError(f"checkpoint {path} is damaged: {problem}; use a model.safetensors as expt wrote it")
-    model = build_model(*args)
-    model.load_state_dict(weights)
-    return model.eval(), meta
-
-
-def weights_problem(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> str | None:
-    """What keeps `weights` from being the state of a model whose state dict is `expected` (shapes
-    and dtypes, on the meta device): a missing, extra or reshaped tensor, another dtype (bytes
-    relabelled as integers read as garbage), or a weight that is not finite. None when they fit."""
-    missing, extra = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
-    if missing or extra:
-        return (f"weights do not fit its stored arch ({len(missing)} missing, e.g. {missing[:1]}; "
-                f"{len(extra)} unexpected, e.g. {extra[:1]})")
-    for key, want in expected.items():
-        got = weights[key]
-        if got.shape != want.shape:
-            return (f"weights do not fit its stored arch and sizes: {key} is {list(got.shape)}, where its metadata "
-                    f"builds {list(want.shape)}")
-        if got.dtype != want.dtype:
-            return f"{key} is stored as {got.dtype}, where the model holds {want.dtype}"
-        if got.is_floating_point() and not torch.isfinite(got).all():
-            return f"{key} holds NaN or infinite values (expt keeps checkpoints of finite epochs only)"
-    return None
+__all__ = ["model_from_checkpoint", "load_features", "build_eval", "build_test", "stored_data"]
 
 
 def load_features(path: str, image_shape: tuple[int, ...], device: torch.device) -> Features:

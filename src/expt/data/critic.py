@@ -9,8 +9,13 @@ import logging
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
 
+from ..builders import make, model_from_checkpoint
+from ..checkpoint import atomic_write, read_meta
 from ..errors import DataError
+from ..runtime import resolve_device
 from . import ImageData, channel_stats
 from .images import cache_root
 
@@ -31,13 +36,6 @@ def load(generator: str | None = None, root: str | None = None, bs: int = 32) ->
     generator: a restoration run's model.safetensors (a U-Net of data=pets, for instance);
     root: where that data lives now (null: where the generator was trained); bs: generation batch.
     """
-    from omegaconf import OmegaConf
-    from safetensors.torch import load_file, save_file
-
-    from ..build import make
-    from ..checkpoint import atomic_write, read_meta
-    from ..rebuild import model_from_checkpoint
-    from ..runtime import resolve_device
     if not generator:
         raise DataError("data=critic needs data.generator=RUN/model.safetensors: a restoration run's checkpoint "
                         "(expt train experiment=pets_superres_cpu), whose outputs are the generated images")

@@ -2,16 +2,21 @@
 training size (built in parallel, atomically, reused until the files or the size change); the
 cache then trains like Fashion-MNIST, resident on the device."""
 
+import ctypes
 import hashlib
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
+from ..checkpoint import atomic_write, clean_stale_temps
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -104,8 +109,6 @@ def die_with_parent(parent: int) -> None:
     """Worker initializer: the kernel kills this worker when its parent dies (PR_SET_PDEATHSIG), so a
     SIGKILLed build leaves no decoders running; where prctl is missing (not Linux), workers finish
     their chunk and exit as the pool's pipe closes."""
-    import ctypes
-    import signal
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -185,16 +188,13 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
     of those skipped because they could not be read). strict: an unreadable image is an error.
     A `decoder(path, size)` (picklable, with a `key` naming its settings) replaces the plain decode.
     """
-    from safetensors.torch import load_file, save_file
 
-    from ..checkpoint import atomic_write, clean_stale_temps
     if decoder is None:
         check_method(method)
     key = fingerprint(files, size, decoder.key if decoder is not None else method)
     path = cache_root() / f"{label}-{size}-{key}.safetensors"
     if path.is_file():
         try:
-            from safetensors import safe_open
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads(f.metadata()["meta"])
             tensors = load_file(str(path))

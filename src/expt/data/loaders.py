@@ -4,6 +4,7 @@ import math
 import os
 
 import torch
+from ..models.dcgan import noise
 
 
 def is_image(y: torch.Tensor) -> bool:
@@ -123,7 +124,6 @@ class NoiseLoader:
         return len(self.loader)
 
     def __iter__(self):
-        from ..models.dcgan import noise
         if self.fixed:
             self.generator.manual_seed(self.seed)
         for xb, _ in self.loader:
@@ -135,3 +135,8 @@ class NoiseLoader:
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(state["loader"])
         self.generator.set_state(state["noise"])
+
+
+def loader_for(images) -> type:
+    """Batches from a resident uint8 tensor, or decoded from files every epoch (data.cache=false)."""
+    return DeviceLoader if isinstance(images, torch.Tensor) else StreamLoader

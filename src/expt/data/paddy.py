@@ -11,7 +11,7 @@ import torch
 
 from ..errors import DataError
 from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset, within
-from .images import check_size, images_for
+from .images import cached_images, check_size, images_for
 
 REQUIRED_COLUMNS = ("image_id", "label", "variety")
 
@@ -103,6 +103,5 @@ def load_test(root: str | None = None, size: int = 224, resize: str = "squish", 
             raise DataError(f"{len(missing)} image(s) of sample_submission.csv are not in test_images, e.g. {missing[0]}")
         files = [by_name[i] for i in order]
     tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
-    from .images import cached_images
     x, kept, bad = cached_images(files, size, resize, f"paddy-{tag}-test", strict=True, workers=workers)
     return x, [files[i].name for i in kept]

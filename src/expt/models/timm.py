@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_plain
+from ..checkpoint import is_checkpoint, load_plain, read_meta
 from ..errors import ConfigError, first_line
 
 
@@ -232,7 +232,6 @@ def load_pretrained(model: nn.Module, path: str, n_in: int, name: str, what: str
 def weights_norm(weights: str) -> tuple[list[float], list[float]] | None:
     """The normalisation an expt checkpoint was trained with (None for any other weights, which
     expect their model's pretrained mean and std)."""
-    from ..checkpoint import is_checkpoint, read_meta
     path = Path(weights).expanduser()
     if weights in PACKAGED or not is_checkpoint(path):
         return None

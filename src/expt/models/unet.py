@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import is_checkpoint, read_meta
 from ..errors import ConfigError, first_line
+from . import resnet
 from .layers import ResBlock, conv, init_weights
+from .timm import channel_norm, check_name, check_weights, load_pretrained, load_weights, quiet_hub, weights_norm
 
 EXPT_ENCODERS = ("resnet_k5", "resnet")
 
@@ -81,7 +84,6 @@ class TimmEncoder(nn.Module):
 
     def __init__(self, name: str, n_in: int, pretrained: bool, weights: str | None, input_shape: Sequence[int]):
         super().__init__()
-        from .timm import channel_norm, check_name, check_weights, load_pretrained, quiet_hub, weights_norm
         check_name(name, "arch.encoder")
         if weights is not None:
             check_weights(weights, name, "arch.weights")
@@ -229,7 +231,6 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
             raise ConfigError(f"arch.encoder={encoder} is expt's own ResNet: it has no pretrained weights; "
                               "pick a timm encoder for arch.pretrained or arch.weights (or pass a U-Net "
                               "checkpoint of this encoder to arch.weights)")
-        from . import resnet
         body = getattr(resnet, encoder)(n_in, 2)
         enc: nn.Module = HookedEncoder(body, n_in, shape)
     else:
@@ -237,7 +238,6 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
     norm = start or getattr(enc, "norm", None)  # what the weights expect, else the data's
     model = DynamicUnet(enc, n_in, n_out, blur, self_attention, y_range, (norm or input_stats) if residual else None)
     if start is not None:
-        from .timm import load_weights
         load_weights(model, weights, f"arch.weights (a U-Net over {encoder})", exact=True)
     if norm is not None:
         model.input_norm = norm
@@ -247,7 +247,6 @@ def unet(n_in: int, n_out: int, encoder: str = "resnet_k5", pretrained: bool = F
 def unet_checkpoint(weights: str | None, encoder: str) -> tuple | None:
     """For arch.weights that are an expt U-Net checkpoint (a run to continue at another size, say):
     the normalisation it was trained with; None for any other weights (an encoder's)."""
-    from ..checkpoint import is_checkpoint, read_meta
     if weights is None or not is_checkpoint(Path(weights).expanduser()):
         return None
     meta = read_meta(Path(weights).expanduser())

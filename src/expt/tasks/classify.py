@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..losses import FeatureLoss, MultiTask, NoPixelLoss, PatchBCE
 
 
 @dataclass
@@ -36,7 +37,6 @@ class Classify:
         return len(self.heads) > 1
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import FeatureLoss, MultiTask, NoPixelLoss, PatchBCE
         if isinstance(loss, (nn.L1Loss, nn.MSELoss, FeatureLoss, PatchBCE, NoPixelLoss)):
             what = ("scores a critic's patches" if isinstance(loss, PatchBCE) else "is for GANs from noise"
                     if isinstance(loss, NoPixelLoss) else "compares images")

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .classify import Classify
+from ..losses import PatchBCE
 
 CRITIC_CLASSES = ("generated", "real")
 
@@ -24,7 +25,6 @@ class Critique(Classify):
         return 1
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import PatchBCE
         if not isinstance(loss, PatchBCE):
             raise ConfigError(f"loss={type(loss).__name__} does not fit a critic, whose output is a map of patch "
                               "scores; use loss=patch_bce")

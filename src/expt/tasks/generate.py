@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..callbacks.samples import NoiseSamplesCB
 from ..errors import ConfigError
+from ..losses import NoPixelLoss
 
 
 @dataclass
@@ -24,7 +26,6 @@ class Generate:
         return self.channels
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import NoPixelLoss
         if not isinstance(loss, NoPixelLoss):
             raise ConfigError(f"loss={type(loss).__name__} compares a prediction with a target, and a generator from "
                               "noise has none; use loss=none (the critic alone trains it)")
@@ -43,7 +44,6 @@ class Generate:
 
     def callbacks(self, run_dir) -> list:
         """samples.png: a grid of images from the same noise after every epoch."""
-        from ..callbacks.samples import NoiseSamplesCB
         return [NoiseSamplesCB(run_dir / "samples.png")]
 
     def average_space(self, outputs: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..callbacks import SamplesCB
 from ..errors import ConfigError
+from ..losses import MultiTask, NoPixelLoss, PatchBCE
 from ..metrics import image_sums, mean_scores
 
 
@@ -24,7 +26,6 @@ class Restore:
         return self.channels
 
     def check_loss(self, loss: nn.Module) -> None:
-        from ..losses import MultiTask, NoPixelLoss, PatchBCE
         if isinstance(loss, NoPixelLoss):
             raise ConfigError("loss=none trains nothing here: a restoration run needs a pixel loss; use loss=l1, "
                               "loss=mse or loss=feature")
@@ -55,7 +56,6 @@ class Restore:
 
     def callbacks(self, run_dir) -> list:
         """samples.png (input | prediction | target) after every epoch."""
-        from ..callbacks import SamplesCB
         return [SamplesCB(run_dir / "samples.png")]
 
     def average_space(self, outputs: torch.Tensor) -> torch.Tensor:
