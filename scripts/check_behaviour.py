@@ -6,7 +6,10 @@ with --compare, and see the numbers side by side.
     python scripts/check_behaviour.py --out /tmp/after.json --compare /tmp/before.json
 
 The runs: the default recipe on a subset, a `data=pets arch=unet` run, a GAN from noise
-(`experiment=fmnist_gan` on a subset) and the default recipe as two processes (`dist.nproc=2`).
+(`experiment=fmnist_gan` on a subset, a fixed 1:1 switcher), the default recipe as two processes
+(`dist.nproc=2`), and lesson 7's super-resolution GAN with the adaptive switcher
+(`experiment=pets_gan` from a new generator and critic, at 32 px).
+To measure an earlier commit, run this script with that commit's src/ first on PYTHONPATH.
 Data comes from EXPT_DATA (default ../shared/data): fashion_mnist/ and pets/. Every column of
 metrics.csv but the seconds is compared; exit code 1 when any value differs.
 """
@@ -15,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,12 +32,14 @@ RUNS = {
     "fmnist_gan": ["experiment=fmnist_gan", "data.train_subset=1024", "data.valid_subset=256", "epochs=2",
                    "device=cpu", "seed=3"],
     "dist.nproc=2": [*SUBSET, "dist.nproc=2"],
+    "pets gan (adaptive)": ["experiment=pets_gan", "gan.generator=null", "gan.critic_arch.n_blocks=2", "data.size=32",
+                            "epochs=2", "device=cpu", "seed=3"],
 }
 
 
 def run(name: str, args: list[str], data: Path, folder: Path) -> list[dict]:
-    root = data / ("pets" if "data=pets" in args else "fashion_mnist")
-    out = folder / name.replace(" ", "_").replace("=", "")
+    root = data / ("pets" if "data=pets" in args or "experiment=pets_gan" in args else "fashion_mnist")
+    out = folder / re.sub(r"[^A-Za-z0-9_.]", "", name.replace(" ", "_"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EXPT_CACHE": str(folder / "cache")}
     result = subprocess.run([sys.executable, "-m", "expt.cli", "train", *args, f"data.root={root}",
                              f"hydra.run.dir={out}"], env=env, capture_output=True, text=True)

@@ -4,8 +4,12 @@ imported only once a command runs, so `expt --help` and shell completion stay fa
 
 import os
 import sys
+from pathlib import Path
 
-from .commands import COMMANDS
+from . import signals
+from .commands import COMMANDS, entry
+from .errors import ConfigError, ExptError, Unfinished
+from .overrides import check, check_hydra_node, with_override
 
 USAGE = "usage: expt COMMAND [group=option ...] [key=value ...]   (expt COMMAND --help for its options)"
 HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--package", "-p",
@@ -62,8 +66,6 @@ def check_overrides(overrides: list[str], command: str = "train"):
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from .errors import ConfigError
-    from .overrides import check_hydra_node
     from .schema import unknown_settings
     hint = f"; see `expt {command} --help` for groups and options"
     try:
@@ -91,13 +93,12 @@ def checked_args(command: str, args: list[str]) -> tuple[list[str], object]:
     """The command's overrides, checked and completed before Hydra runs: `resume=RUN`'s replayed ones
     first, a tta/predict/sample run folder named after the command, a sweep's --multirun and folder
     with every job's config checked; and the composed config (None when Hydra is asked a flag)."""
-    from . import overrides
     from .commands import sweep, train
-    overrides.check(args)
+    check(args)
     if command == "train":
         args = train.resume_defaults(args)
     if command in ("tta", "predict", "sample") and not any(a.lstrip("+").startswith("name=") for a in args):
-        args = overrides.with_override(args, f"name={command}")  # its run folder (an ensemble's), not the arch's name
+        args = with_override(args, f"name={command}")  # its run folder (an ensemble's), not the arch's name
     if command == "sweep":
         args = sweep.sweep_args(args)
         if not flagged(args, ("--help", "-h", "--cfg", "-c", "--info")):
@@ -110,10 +111,7 @@ def with_run_dir(command: str, args: list[str]) -> tuple[list[str], list]:
     """The run folder among the overrides (the default one resolved now, so that its parents are known
     before Hydra makes them) and what of it does not exist yet (what a failed command may take away
     again); a folder that holds another run is refused before Hydra writes its record into it."""
-    from pathlib import Path
-
     from . import distributed, launch
-    from .overrides import with_override
     from .runfolder import check_free, not_there_yet
     if command != "sweep" and not any(a.startswith("hydra.run.dir=") for a in args):
         args = with_override(args, f"hydra.run.dir={launch.default_run_dir()}")
@@ -153,15 +151,11 @@ def run_command(command: str, args: list[str]) -> None:
 def run_hydra(command: str, args: list[str], made: list) -> None:
     """The command as Hydra's job (or a sweep's jobs); what it raised is raised here, outside Hydra
     (which would print a line of its own first)."""
-    from pathlib import Path
-
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from . import signals
-    from .commands import entry, sweep
+    from .commands import sweep
     from .commands.runner import output_console, run_in_folder
-    from .errors import Unfinished
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises what a command raised: reported in one line
     failures: list[Exception] = []
 
@@ -196,13 +190,11 @@ def reported(run, *args) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .distributed import RankFailed
-    from .errors import ExptError
     from .runfolder import os_error_line
     try:
         run(*args)
     except ExptError as e:
-        fail(str(e), e.exit_code, every_rank=isinstance(e, RankFailed))
+        fail(str(e), e.exit_code, every_rank=getattr(e, "every_rank", False))
     except OSError as e:
         fail(os_error_line(e), 1)
     except (HydraException, OmegaConfBaseException) as e:
@@ -224,9 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         return reported(data.run, args)
     if command == "train" and any(a in ("-m", "--multirun") for a in args):
         command = "sweep"  # many trainings: a failing job must not stop the others
-    from .signals import sigterm_as_interrupt
     try:
-        with sigterm_as_interrupt():
+        with signals.sigterm_as_interrupt():
             reported(run_command, command, args)
     finally:
         if "expt.distributed" in sys.modules:  # leave the process group of a torchrun launch

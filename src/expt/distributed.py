@@ -30,6 +30,7 @@ class RankFailed(ExptError):
     """Another process of a distributed run failed or went away."""
 
     exit_code = 1
+    every_rank = True  # a failure only this rank saw: each rank says its own
 
 
 def launched() -> bool:

@@ -5,6 +5,7 @@ class ExptError(Exception):
     """A mistake the user can fix (bad config, missing or malformed data, wrong checkpoint)."""
 
     exit_code = 2
+    every_rank = False  # under torchrun rank 0 alone says it (every rank meets the same mistake)
 
 
 class DataError(ExptError):

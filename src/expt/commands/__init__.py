@@ -1,6 +1,8 @@
 """The commands: one module each, each with the same entry, `run(cfg, run_dir, console) -> dict`
-(the summary: a `status`, and `outputs` where it wrote elsewhere than run_dir). A command is
-imported when it is chosen, so `expt --help` and shell completion need no torch."""
+(the summary: a `status`, and `outputs` where it wrote elsewhere than run_dir); a sweep's `run` is
+one job's and returns its headline metric (what Hydra's sweepers optimise), and `data` takes its
+words as they are (`run(args)`: nothing to compose). A command is imported when it is chosen, so
+`expt --help` and shell completion need no torch."""
 
 from collections.abc import Callable
 from importlib import import_module
@@ -15,7 +17,6 @@ COMMANDS = {
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
     "data": "get a dataset: `expt data fashion_mnist` (a copy found, Debian's package, or the official files)",
 }
-IN_A_RUN_FOLDER = ("train", "lr_find", "tta", "summary", "predict", "sample")  # composed by Hydra, one run folder each
 
 
 def entry(command: str) -> Callable:
