@@ -175,3 +175,17 @@ def test_train_from_a_csv_end_to_end(tmp_path, cache_dir, expt_in):
     bad = make_table(tmp_path / "bad", ["img/0.jpg,cat", "../../x.jpg,dog"], header="file,label")
     assert_one_line(expt_in(["train", "data=csv", f"data.root={bad}", f"hydra.run.dir={tmp_path / 'r2'}"]), 2,
                     "leads outside")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "imagenette" / "noisy_imagenette.csv").is_file(), reason="needs ../shared/data/imagenette")
+def test_real_imagenette_through_its_csv_equals_data_imagenette(cache_dir):
+    """fastai's noisy_imagenette.csv (path, noisy_labels_0, is_valid) read by data=csv gives the same
+    images, labels and split as data=imagenette on the same folder."""
+    from expt.data import imagenette, table
+    root, options = SHARED_DATA / "imagenette", dict(size=16, train_subset=60, valid_subset=20)
+    by_csv = table.load(root=str(root), csv="noisy_imagenette.csv", file_col="path", label_col="noisy_labels_0",
+                        **options)
+    by_folder = imagenette.load(root=str(root), **options)
+    assert by_csv.classes == sorted(p.name for p in (root / "train").iterdir())
+    assert torch.equal(by_csv.train_x, by_folder.train_x) and torch.equal(by_csv.valid_x, by_folder.valid_x)
+    assert torch.equal(by_csv.train_y, by_folder.train_y) and torch.equal(by_csv.valid_y, by_folder.valid_y)

@@ -72,7 +72,7 @@ def load(root: str | None = None, csv: str = "labels.csv", file_col: str = "file
     rows = [(f, name, flags[i] if flags else False) for i, (f, name) in enumerate(zip(files, labels))
             if str(f) not in missing]
     trees: tuple[dict, dict] = ({}, {})
-    for file, name, valid in rows:
+    for file, name, valid in sorted(rows):  # the same table in any row order: the same data
         trees[valid].setdefault(name, []).append(file)
     train, valid = trees if flags is not None else stratified_split(dict(sorted(trees[0].items())), valid_pct,
                                                                       split_seed)
