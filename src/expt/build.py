@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from . import distributed
 from .builders import build_model, check_groups, group_node, make, model_from_checkpoint
 from .callbacks import AugmentCB, CheckpointCB, FreezeCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
+from .callbacks.curves import CurvesCB
 from .callbacks.distributed import DistributedCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
@@ -322,7 +323,8 @@ def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
     """Every callback of a run, assembled here alone. Any use of the run's training step (the lr
     finder's too) gets those that shape each step: mixed precision and augmentation. A fit adds the
     metrics, the schedule, the checkpoint, fine-tuning's freeze, a GAN's checks and val/fid, on the
-    process that prints the progress table and the task's pictures, and under torchrun DDP."""
+    process that prints the progress table, metrics.png and the task's pictures, and under torchrun
+    DDP."""
     callbacks = [PrecisionCB(run.precision, run.device.type)] if run.precision != "fp32" else []
     callbacks += [AugmentCB(run.augment, run.task.paired)] if run.augment is not None else []
     if fit is None:
@@ -334,7 +336,8 @@ def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
     if run.gan is not None:
         callbacks += [GanLogCB(run.gan, metrics)] + ([FidCB(run.fid_features)] if run.fid_features is not None else [])
     if fit.primary:
-        callbacks += [ProgressCB(fit.console), *run.task.callbacks(fit.run_dir)]
+        callbacks += [ProgressCB(fit.console), CurvesCB(fit.run_dir / "metrics.png", run.task.headline),
+                      *run.task.callbacks(fit.run_dir)]
     if distributed.world() > 1:
         callbacks.append(DistributedCB(run.net, run.device, run.seed))
     return callbacks

@@ -55,22 +55,22 @@ class Classify:
 
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
         """What one batch adds to the epoch's sums (on the device; the loss itself is summed by
-        MetricsCB): each head's loss, and on validation batches the correct predictions."""
+        MetricsCB): each head's loss and correct predictions (training batches as augmented)."""
         n = len(y)
         sums = {f"{name}_loss": part.float() * n for name, part in loss.components.items()} if self.multi else {}
-        if not training:
-            if self.multi:
-                for i, (name, logits) in enumerate(zip(self.heads, preds.split(list(self.sizes.values()), 1))):
-                    sums[f"{name}_correct"] = (logits.argmax(1) == y[:, i]).sum()
-            else:
-                sums["correct"] = (preds.argmax(1) == y).sum()
+        if self.multi:
+            for i, (name, logits) in enumerate(zip(self.heads, preds.split(list(self.sizes.values()), 1))):
+                sums[f"{name}_correct"] = (logits.argmax(1) == y[:, i]).sum()
+        else:
+            sums["correct"] = (preds.argmax(1) == y).sum()
         return sums
 
     def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
         """An epoch's metric columns from the means of batch_sums: val/acc and val/error_rate of the
-        headline target, then each head's losses and accuracy."""
-        acc = valid[f"{next(iter(self.heads))}_correct"] if self.multi else valid["correct"]
-        row = {"val/acc": acc, "val/error_rate": 1 - acc}
+        headline target, train/acc (on the augmented training batches: how far training fits), then
+        each head's losses and accuracy."""
+        correct = f"{next(iter(self.heads))}_correct" if self.multi else "correct"
+        row = {"val/acc": valid[correct], "val/error_rate": 1 - valid[correct], "train/acc": train.get(correct, float("nan"))}
         if self.multi:
             for name in self.heads:
                 row |= {f"train/{name}_loss": train[f"{name}_loss"], f"val/{name}_loss": valid[f"{name}_loss"],

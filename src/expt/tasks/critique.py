@@ -30,9 +30,9 @@ class Critique(Classify):
                               "scores; use loss=patch_bce")
 
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
-        """On validation batches, the images classified right: real when the patches' mean probability
-        of real is above 1/2 (as average_space reads them, so tta's plain score matches val/acc)."""
-        return {} if training else {"correct": (self.average_space(preds).argmax(-1) == y).sum()}
+        """The images classified right: real when the patches' mean probability of real is above 1/2
+        (as average_space reads them, so tta's plain score matches val/acc)."""
+        return {"correct": (self.average_space(preds).argmax(-1) == y).sum()}
 
     def average_space(self, logits: torch.Tensor) -> torch.Tensor:
         """(generated, real) probabilities: the patches' mean probability of real, and its complement."""

@@ -1,0 +1,77 @@
+"""Looking at a run's results: train/acc beside val/acc, and metrics.png drawn as the run goes."""
+
+import pytest
+import torch
+from PIL import Image
+
+from expt.callbacks import CheckpointCB, MetricsCB
+from expt.callbacks.curves import CurvesCB, smoothed
+from expt.learner import Callback
+from expt.tasks import Classify
+from test_learner import learner
+
+
+def test_train_acc_is_the_accuracy_on_the_training_batches():
+    """With lr=0 the model does not change, so train/acc is its accuracy on the training batches it
+    was shown (2 batches of 16 of the 40 images: the last partial batch is dropped)."""
+    class Batches(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def after_loss(self, learn):
+            if learn.training:
+                self.seen.append((learn.xb.clone(), learn.yb.clone()))
+    batches = Batches()
+    learn = learner([MetricsCB(Classify.of(2)), batches], lr=0.0)
+    learn.fit(1)
+    x, y = learn.train_dl.x.float() / 255, learn.train_dl.y
+    correct = sum((learn.model(xb).argmax(1) == yb).sum().item() for xb, yb in batches.seen)
+    assert learn.history[0]["train/acc"] == pytest.approx(correct / sum(len(yb) for _, yb in batches.seen))
+    assert learn.history[0]["val/acc"] == pytest.approx((learn.model(x).argmax(1) == y).float().mean().item())
+
+
+class Draws(Callback):
+    """Counts metrics.png's writes (its modification), after CurvesCB."""
+
+    order = CurvesCB.order + 1
+
+    def __init__(self, path):
+        self.path, self.stamps = path, []
+
+    def after_epoch(self, learn):
+        self.stamps.append(self.path.stat().st_mtime_ns if self.path.exists() else None)
+
+
+@pytest.mark.parametrize("every, drawn_after", [(0.0, [1, 2, 3]), (1e9, [1, 3])])
+def test_metrics_png_is_drawn_as_the_run_goes(tmp_path, every, drawn_after):
+    path = tmp_path / "metrics.png"
+    curves, draws = CurvesCB(path, "val/acc", every=every), Draws(path)
+    learner([MetricsCB(Classify.of(2)), curves, draws]).fit(3)
+    changed = [i + 1 for i, (a, b) in enumerate(zip([None, *draws.stamps], draws.stamps)) if b is not None and b != a]
+    assert changed == drawn_after  # every epoch, or (rate-limited) the first and the last
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (1100, 400)
+    assert len(curves.batches["loss"]) == 3 * 2 and curves.batches["loss"][-1][0] == 3.0  # (epoch, loss) per batch
+
+
+def test_an_epoch_the_checkpoint_drops_is_not_drawn(tmp_path):
+    """CurvesCB follows CheckpointCB: a non-finite epoch stops the fit before it is drawn."""
+    class Poison(Callback):
+        def after_validate(self, learn):
+            if learn.epoch == 1:
+                learn.model[1].weight.data.fill_(float("nan"))
+    meta = {"config": {}, "classes": ["a", "b"], "mean": [0.5], "std": [0.5], "versions": {}}
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    checkpoint = CheckpointCB(tmp_path, model, meta, {}, write=False)
+    curves = CurvesCB(tmp_path / "metrics.png", "val/acc", every=0.0)
+    learn = learner([MetricsCB(Classify.of(2)), checkpoint, curves, Poison()], model=model)
+    learn.fit(3)
+    assert [row["epoch"] for row in learn.history] == [1] and "non-finite" in learn.stop_reason
+    assert (tmp_path / "metrics.png").is_file()
+
+
+def test_smoothing_keeps_a_constant_and_follows_a_step():
+    assert smoothed([2.0] * 5) == pytest.approx([2.0] * 5)
+    out = smoothed([0.0] * 50 + [1.0] * 200)
+    assert out[49] == pytest.approx(0.0) and 0.9 < out[-1] <= 1.0
