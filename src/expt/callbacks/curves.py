@@ -14,6 +14,15 @@ from ..plots import png
 from .checkpoint import CheckpointCB
 
 BATCH_PARTS = ("loss", "critic_loss")  # drawn per batch: the model's training loss, and a GAN's critic's
+ACCURACIES = ("train/acc", "train/critic_real_acc", "train/critic_fake_acc")  # beside the headline, where a run has them
+
+
+def column_values(history: list[dict], column: str) -> list[float] | None:
+    """A column's value per epoch (NaN where a row lacks it or it is not finite), or None when no row has it."""
+    values = [row.get(column) for row in history]
+    if not any(v is not None and math.isfinite(v) for v in values):
+        return None
+    return [v if v is not None and math.isfinite(v) else math.nan for v in values]
 
 
 def smoothed(values: list[float], beta: float = 0.98) -> list[float]:
@@ -74,20 +83,19 @@ class CurvesCB(Callback):
                     losses.plot([x for x, _ in points], smoothed([v for _, v in points]), lw=1, alpha=0.6,
                                 label=f"{label} (smoothed)")
             for column, marker in (("train/loss", "o-"), ("val/loss", "s-"), ("train/critic_loss", "^-")):
-                values = [row.get(column) for row in history]
-                if any(v is not None and math.isfinite(v) for v in values):
-                    losses.plot(epochs, [math.nan if v is None else v for v in values], marker, label=column)
+                values = column_values(history, column)
+                if values is not None and any(v != 0 for v in values):  # loss=none (from noise) is all zeros
+                    losses.plot(epochs, values, marker, label=column)
             losses.set(xlabel="epoch", ylabel="loss", title="losses")
             losses.legend(fontsize=8)
-            for column in (self.headline, "train/acc"):
-                values = [row.get(column) for row in history]
-                if any(v is not None for v in values):
-                    metric.plot(epochs, [math.nan if v is None else v for v in values], "o-", label=column)
-            metric.set(xlabel="epoch", title=self.headline)
+            for column in (self.headline, *ACCURACIES):
+                values = column_values(history, column)
+                if values is not None:
+                    metric.plot(epochs, values, "o-", label=column)
+            headline = column_values(history, self.headline) is not None
+            metric.set(xlabel="epoch", title=self.headline if headline else f"accuracies (no {self.headline} in this run)")
             if metric.lines:
                 metric.legend(fontsize=8)
-            else:
-                metric.text(0.5, 0.5, f"no {self.headline} yet", ha="center", va="center", transform=metric.transAxes)
             for ax in (losses, metric):
                 ax.grid(alpha=0.3)
                 if epochs:
