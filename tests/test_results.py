@@ -75,3 +75,17 @@ def test_smoothing_keeps_a_constant_and_follows_a_step():
     assert smoothed([2.0] * 5) == pytest.approx([2.0] * 5)
     out = smoothed([0.0] * 50 + [1.0] * 200)
     assert out[49] == pytest.approx(0.0) and 0.9 < out[-1] <= 1.0
+
+
+def test_show_draws_the_first_augmented_training_batch_with_its_labels(tmp_path, expt_in, fmnist_dir):
+    from expt.commands.show import labels
+    run = tmp_path / "show"
+    result = expt_in(["show", f"data.root={fmnist_dir}", "augment=crop_flip", "bs=16", "n=12", "device=cpu",
+                      f"hydra.run.dir={run}"])
+    assert result.returncode == 0, result.stderr
+    assert "12 of 16 images" in result.stdout and "augment on" in result.stdout
+    with Image.open(run / "batch.png") as im:
+        assert im.format == "PNG" and im.size == (1280, 360)  # 8 a row, 2 rows
+    from types import SimpleNamespace
+    two_heads = SimpleNamespace(heads={"label": ["a", "b"], "variety": ["x", "y", "z"]})
+    assert labels(two_heads, torch.tensor([[1, 2], [0, 0]])) == ["b / z", "a / x"]

@@ -49,7 +49,7 @@ class RunSchema:
     resume: Optional[str] = None
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
     input: Optional[str] = None  # expt predict: a folder of images to restore (restoration checkpoints)
-    n: int = 64  # expt sample: how many images
+    n: int = 64  # expt sample: how many images; expt show: how many of the batch
     tta: Any = None
     gan: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)

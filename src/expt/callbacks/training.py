@@ -37,13 +37,17 @@ class AugmentCB(Callback):
         self.transform, self.paired = transform, paired
 
     def before_batch(self, learn) -> None:
-        if not learn.training:
-            return
-        if self.paired:
-            both = self.transform(torch.cat([learn.xb, learn.yb], 1))
-            learn.xb, learn.yb = both.split([learn.xb.shape[1], learn.yb.shape[1]], 1)
-        else:
-            learn.xb = self.transform(learn.xb)
+        if learn.training:
+            learn.xb, learn.yb = augmented(self.transform, learn.xb, learn.yb, self.paired)
+
+
+def augmented(transform: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor, yb: torch.Tensor,
+              paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch after augmentation: the inputs, or (paired) inputs and target images as one."""
+    if not paired:
+        return transform(xb), yb
+    both = transform(torch.cat([xb, yb], 1))
+    return tuple(both.split([xb.shape[1], yb.shape[1]], 1))
 
 
 class FreezeCB(Callback):

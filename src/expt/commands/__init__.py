@@ -14,6 +14,7 @@ COMMANDS = {
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
     "predict": "a checkpoint's predictions: submission.csv (data=paddy), or input=DIR restored into PNGs (data=pets)",
     "sample": "a grid of a generator's images: ckpt=RUN/model.safetensors n=64 (a GAN's, or a restoration run's)",
+    "show": "batch.png: the first training batch of the run train would build, augmented, with its labels",
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
     "data": "get a dataset: `expt data fashion_mnist` (a copy found, Debian's package, or the official files)",
 }
