@@ -31,8 +31,7 @@ def run(cfg, run_dir: Path, console) -> dict:
         raise ConfigError(f"{cfg.ckpt} is a {task} checkpoint; expt sample needs a generator's (experiment=fmnist_gan, "
                           "or a restoration run such as experiment=pets_gan)")
     runtime = resolve(cfg.device, cfg.precision, channels_last=False)  # as it always ran: no channels_last here
-    device, autocast = runtime.device, runtime.autocast()
-    model = model.to(device)
+    device, autocast, model = runtime.device, runtime.autocast(), runtime.place(model)
     if task == "generate":
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         images = []

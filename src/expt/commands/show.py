@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 
 from ..build import build_run
-from ..callbacks.samples import image_grid
+from ..callbacks.samples import image_grid, save_png
 from ..callbacks.training import augmented
 from ..errors import ConfigError
 from ..plots import png
@@ -28,7 +28,7 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
     out = Path(run_dir) / "batch.png"
     if built.task.image_output:
         grid = image_grid([xb[:n].float(), yb[:n].float()]) if built.task.paired else image_grid([xb[:n].float()])
-        draw_grid(out, grid)
+        save_png(out, enlarged(grid))
         what = "input | target" if built.task.paired else "images"
     else:
         draw_labelled(out, xb[:n].float(), labels(built.data, yb[:n]))
@@ -48,20 +48,16 @@ def labels(data, y: torch.Tensor) -> list[str]:
 def draw_labelled(path: Path, images: torch.Tensor, names: list[str], cols: int = 8) -> None:
     """Images (N, C, H, W) in 0..1, each over its label, `cols` a row."""
     rows = math.ceil(len(images) / cols)
-    with png(path, figsize=(1.6 * cols, 1.8 * rows), ncols=1) as ax:
-        fig = ax.figure
-        ax.remove()
-        for i, (image, name) in enumerate(zip(images, names)):
-            cell = fig.add_subplot(rows, cols, i + 1)
+    with png(path, figsize=(1.6 * cols, 1.8 * rows), ncols=cols, nrows=rows) as cells:
+        for cell, image, name in zip(cells, images, names):
             pixels = image.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
             cell.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray", vmin=0, vmax=1)
             cell.set_title(name, fontsize=8)
+        for cell in cells:
             cell.axis("off")
 
 
-def draw_grid(path: Path, grid: torch.Tensor) -> None:
-    """A uint8 (H, W, 3) grid, enlarged (pixels kept sharp) to at least 400 px wide, at most 4x."""
-    scale = min(4.0, max(1.0, 400 / grid.shape[1]))
-    with png(path, figsize=(grid.shape[1] * scale / 100 + 0.2, grid.shape[0] * scale / 100 + 0.2)) as ax:
-        ax.imshow(grid.numpy(), interpolation="nearest")
-        ax.axis("off")
+def enlarged(grid: torch.Tensor, width: int = 400) -> torch.Tensor:
+    """A uint8 (H, W, 3) grid with each pixel repeated, to at least `width` px wide (at most 4x)."""
+    scale = min(4, max(1, -(-width // grid.shape[1])))
+    return grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
