@@ -52,12 +52,10 @@ class CurvesCB(Callback):
 
     def before_train(self, learn) -> None:
         self.epoch_losses: dict[str, list[torch.Tensor]] = {name: [] for name in BATCH_PARTS}
-        self.steps = 0
 
     def after_loss(self, learn) -> None:
         if not learn.training:
             return
-        self.steps += 1
         for name in BATCH_PARTS:
             if name in learn.loss_parts:
                 self.epoch_losses[name].append(learn.loss_parts[name].detach())

@@ -61,6 +61,8 @@ def named_by_regex(folder: Path, label_re: str) -> dict[str, list[Path]]:
 def stratified_split(tree: dict[str, list[Path]], valid_pct: float, seed: int) -> tuple[dict, dict]:
     """(train, valid) trees: of each class a seeded random valid_pct of its files (at least one) is
     validation, the rest (at least one) training."""
+    if not 0 < valid_pct < 1:
+        raise DataError(f"data.valid_pct={valid_pct} must be between 0 and 1 (the share of each class that validates)")
     small = [name for name, files in tree.items() if len(files) < 2]
     if small:
         raise DataError(f"class {small[0]!r} has {len(tree[small[0]])} image; a split by data.valid_pct puts every "
@@ -102,8 +104,6 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", valid_p
     groups), sorted, and are stored in the checkpoint."""
     check_subsets(train_subset, valid_subset)
     check_size(size)
-    if not 0 < valid_pct < 1:
-        raise DataError(f"data.valid_pct={valid_pct} must be between 0 and 1 (the share of each class that validates)")
     if not root:
         raise DataError(f"data=folder needs data.root=DIR; {HINT}")
     folder = Path(root).expanduser()

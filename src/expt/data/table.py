@@ -52,8 +52,6 @@ def load(root: str | None = None, csv: str = "labels.csv", file_col: str = "file
     """The images a CSV table lists, at size x size; csv: the table's path (relative: to data.root)."""
     check_subsets(train_subset, valid_subset)
     check_size(size)
-    if not 0 < valid_pct < 1:
-        raise DataError(f"data.valid_pct={valid_pct} must be between 0 and 1 (the share of each class that validates)")
     if not root or not Path(root).expanduser().is_dir():
         raise DataError(f"data=csv needs data.root=DIR, the folder the table's paths start from (got {root!r})")
     folder = Path(root).expanduser()
