@@ -149,9 +149,10 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
 
 
 def test_two_targets_need_multi_task(tmp_path, isolated_env):
+    """loss=auto (the default) picks multi_task for two heads; one cross entropy is refused."""
     root = make_paddy(tmp_path / "paddy", n=6)
     result = run_expt(["train", "data=paddy", f"data.root={root}", "data.size=16", "device=cpu", "bs=2",
-                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
+                       "loss=cross_entropy", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
     assert result.returncode == 2 and "use loss=multi_task" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -78,7 +78,7 @@ def test_smoothing_keeps_a_constant_and_follows_a_step():
 
 
 def test_show_draws_the_first_augmented_training_batch_with_its_labels(tmp_path, expt_in, fmnist_dir):
-    from expt.commands.show import labels
+    from expt.tasks import Classify, MultiLabel
     run = tmp_path / "show"
     result = expt_in(["show", f"data.root={fmnist_dir}", "augment=crop_flip", "bs=16", "n=12", "device=cpu",
                       f"hydra.run.dir={run}"])
@@ -86,6 +86,6 @@ def test_show_draws_the_first_augmented_training_batch_with_its_labels(tmp_path,
     assert "12 of 16 images" in result.stdout and "augment on" in result.stdout
     with Image.open(run / "batch.png") as im:
         assert im.format == "PNG" and im.size == (1280, 360)  # 8 a row, 2 rows
-    from types import SimpleNamespace
-    two_heads = SimpleNamespace(heads={"label": ["a", "b"], "variety": ["x", "y", "z"]})
-    assert labels(two_heads, torch.tensor([[1, 2], [0, 0]])) == ["b / z", "a / x"]
+    two_heads = Classify({"label": ["a", "b"], "variety": ["x", "y", "z"]})
+    assert two_heads.names(torch.tensor([[1, 2], [0, 0]])) == ["b / z", "a / x"]
+    assert MultiLabel(["cloudy", "road", "water"]).names(torch.tensor([[1.0, 0, 1], [0, 0, 0]])) == ["cloudy water", ""]

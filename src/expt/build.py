@@ -131,10 +131,10 @@ def check_optimizer(node: DictConfig) -> None:
 
 
 def build_loss(node: DictConfig, task: Task) -> nn.Module:
-    """The loss; a partial one (multi_task) is finished with the task's heads."""
+    """The loss; a partial one (auto, multi_task) is finished with the task."""
     loss = make("loss", node)
     if isinstance(loss, functools.partial):
-        loss = loss(heads=task.sizes)
+        loss = loss(task=task)
     task.check_loss(loss)
     return loss
 

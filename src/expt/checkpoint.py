@@ -189,12 +189,14 @@ def meta_problem(meta: dict) -> str | None:
     if any("${" in s for s in _strings(config)):
         return "its config holds an interpolation; expt stores resolved configs"
     task = meta.get("task", "classify")  # checkpoints from before tasks are classifiers
-    if task in ("classify", "critic") and (not _is_list_of(meta.get("classes"), str) or not meta["classes"]):
+    if task in ("classify", "critic", "multilabel") and (not _is_list_of(meta.get("classes"), str) or not meta["classes"]):
         return "classes is not a list of names"
     if task in ("restore", "generate") and meta.get("channels") not in (1, 3):
         return "channels is not 1 or 3"
-    if task not in ("classify", "restore", "critic", "generate"):
-        return f"task {task!r} is not one of classify, restore, critic, generate"
+    if task == "multilabel" and not (isinstance(meta.get("threshold"), float) and 0 < meta["threshold"] < 1):
+        return "threshold is not a number between 0 and 1"
+    if task not in ("classify", "restore", "critic", "generate", "multilabel"):
+        return f"task {task!r} is not one of classify, restore, critic, generate, multilabel"
     if not (_is_list_of(meta["mean"], (int, float)) and _is_list_of(meta["std"], (int, float))
             and 1 <= len(meta["mean"]) == len(meta["std"])):
         return "mean and std are not lists of one number per channel"

@@ -98,7 +98,7 @@ def checked_args(command: str, args: list[str]) -> tuple[list[str], object]:
     check(args)
     if command == "train":
         args = train.resume_defaults(args)
-    if command in ("tta", "predict", "sample") and not any(a.lstrip("+").startswith("name=") for a in args):
+    if command in ("tta", "interpret", "predict", "sample") and not any(a.lstrip("+").startswith("name=") for a in args):
         args = with_override(args, f"name={command}")  # its run folder (an ensemble's), not the arch's name
     if command == "sweep":
         args = sweep.sweep_args(args)

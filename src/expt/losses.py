@@ -1,4 +1,5 @@
-"""Losses beyond torch's: one cross-entropy per target head, combined with weights (classes), a
+"""Losses beyond torch's: the task's own loss (loss=auto, the default), one cross-entropy per target
+head, combined with weights (classes), binary cross-entropy per label (several labels per image), a
 critic's patch-wise binary cross-entropy, and lesson 7's feature (perceptual) loss (images)."""
 
 from collections.abc import Sequence
@@ -39,10 +40,29 @@ class MultiTask(nn.Module):
         return total
 
 
-def multi_task(heads: dict[str, int], weights: dict[str, float] | None = None,
-               label_smoothing: float = 0.0) -> MultiTask:
-    """The loss group's builder: `heads` (target -> classes) comes from the data."""
-    return MultiTask(heads, weights, label_smoothing)
+def multi_task(task, weights: dict[str, float] | None = None, label_smoothing: float = 0.0) -> MultiTask:
+    """The loss group's builder, finished with the task (its heads: target -> classes, from the data)."""
+    return MultiTask(task.sizes, weights, label_smoothing)
+
+
+def auto(task) -> nn.Module:
+    """The loss group's default, finished with the task: the task's own loss (class labels: cross
+    entropy; several heads: multi_task; several labels: BCE; images: L1; a critic: patch_bce; a
+    generator from noise: none)."""
+    return task.default_loss()
+
+
+class MultiLabelBCE(nn.Module):
+    """Binary cross-entropy with logits of every label of (N, labels) outputs against 0/1 targets
+    (several labels per image), in float32 whatever the precision."""
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), y.float())
+
+
+def bce() -> MultiLabelBCE:
+    """The loss group's builder for several labels per image (data.label_delim)."""
+    return MultiLabelBCE()
 
 
 class PatchBCE(nn.Module):

@@ -123,7 +123,7 @@ def build_test(cfg: DictConfig) -> TestRun:
     if meta.get("task", "classify") != "classify" or load_test is None:
         raise ConfigError(f"{cfg.ckpt} is a {meta.get('task', 'classify')} checkpoint trained on "
                           f"{module.rsplit('.', 1)[-1]}, which has no test split to predict (a data=paddy "
-                          "classifier has one; a restoration checkpoint takes input=DIR)")
+                          "classifier has one; any classifier predicts input=DIR_OR_FILE)")
     x, ids = load_test(**{k: v for k, v in options.items() if k != "_target_"})
     runtime = resolve(cfg.device, cfg.precision, cfg.channels_last)
     return TestRun(path=str(cfg.ckpt), model=runtime.place(model), task=task_from_meta(meta), x=x, ids=ids, tta=tta,

@@ -48,8 +48,9 @@ class RunSchema:
     compile: bool = False
     resume: Optional[str] = None
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
-    input: Optional[str] = None  # expt predict: a folder of images to restore (restoration checkpoints)
-    n: int = 64  # expt sample: how many images; expt show: how many of the batch
+    input: Optional[str] = None  # expt predict: a folder (or one image) to classify or restore
+    n: int = 64  # expt sample: how many images; expt show: how many of the batch; expt interpret: top losses shown
+    topk: int = 3  # expt predict input=: the k most likely classes of each image
     tta: Any = None
     gan: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)

@@ -11,6 +11,7 @@ COMMANDS = {
     "train": "train the composed run and save metrics, summary and checkpoint",
     "lr_find": "learning-rate range test on the run train would build; suggestions, table and plot",
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
+    "interpret": "confusion matrix, per-class report and top losses (with file names) of ckpt=PATH on its validation split",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
     "predict": "a checkpoint's predictions: submission.csv (data=paddy), or input=DIR restored into PNGs (data=pets)",
     "sample": "a grid of a generator's images: ckpt=RUN/model.safetensors n=64 (a GAN's, or a restoration run's)",

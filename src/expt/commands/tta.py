@@ -11,6 +11,7 @@ from rich.table import Table
 from ..checkpoint import write_json
 from ..metrics import mean_scores
 from ..rebuild import build_eval
+from ..tasks.multilabel import fbeta_per_sample
 from ..tta import accuracy, per_class_accuracy, predict
 
 
@@ -55,6 +56,52 @@ def evaluate_images(ev) -> dict:
     n = len(ev.models)
     return {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(y),
             "models": models, **scores(plain_sum / n, ""), **scores(tta_sum / n, "tta_")}
+
+
+def evaluate_labels(ev) -> dict:
+    """Several labels per image: each checkpoint's per-sample F1 and F2 and share of labels right,
+    without and with TTA (probabilities averaged), of their average, and each label's F1."""
+    actual = ev.valid_dl.y > 0.5
+    autocast = ev.runtime.autocast()
+
+    def scores(probs: torch.Tensor, prefix: str) -> dict[str, float]:
+        predicted = probs > ev.task.threshold
+        return {f"{prefix}f1": fbeta_per_sample(predicted, actual, 1.0).mean().item(),
+                f"{prefix}f2": fbeta_per_sample(predicted, actual, 2.0).mean().item(),
+                f"{prefix}acc_multi": (predicted == actual).float().mean().item()}
+    plain_sum = tta_sum = 0
+    models = []
+    for path, model in zip(ev.paths, ev.models):
+        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, ev.task)
+        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
+        models.append({"ckpt": path, **scores(plain, ""), **scores(averaged, "tta_")})
+    plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
+    per_label = {name: {"f1": a, "tta_f1": b} for name, a, b in zip(
+        ev.task.classes, label_f1(plain > ev.task.threshold, actual), label_f1(averaged > ev.task.threshold, actual))}
+    return {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(actual),
+            "threshold": ev.task.threshold, "models": models, **scores(plain, ""), **scores(averaged, "tta_"),
+            "per_label": per_label}
+
+
+def label_f1(predicted: torch.Tensor, actual: torch.Tensor) -> list[float]:
+    """Each label's F1 over the images (its column of (N, labels) bool); 1 for a label never there nor predicted."""
+    return fbeta_per_sample(predicted.T, actual.T, 1.0).tolist()
+
+
+def label_table(result: dict, task):
+    """Per label F1, then per checkpoint (for an ensemble) and of all: F1, F2, acc_multi."""
+    t = Table(title=f"F1 without and with test-time augmentation (labels above {result['threshold']})")
+    for col, justify in (("", "left"), ("plain", "right"), ("tta", "right"), ("change", "right")):
+        t.add_column(col, justify=justify)
+    for name, f1 in result["per_label"].items():
+        t.add_row(f"{name} f1", f"{f1['f1']:.4f}", f"{f1['tta_f1']:.4f}", f"{f1['tta_f1'] - f1['f1']:+.4f}")
+    t.add_section()
+    rows = [(Path(m["ckpt"]).parent.name or m["ckpt"], m) for m in result["models"]] if len(result["models"]) > 1 else []
+    for label, scores in rows + [("[bold]ensemble" if rows else "[bold]all", result)]:
+        for metric in ("f1", "f2", "acc_multi"):
+            a, b = scores[metric], scores[f"tta_{metric}"]
+            t.add_row(f"{label} {metric}", f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    return t
 
 
 def image_table(result: dict, task):
@@ -112,4 +159,4 @@ def run(cfg, run_dir, console) -> dict:
 
 
 REPORTS = {"classify": (evaluate, table), "restore": (evaluate_images, image_table),  # per task: scores, table
-           "critic": (evaluate, table)}  # a critic reads as a two-class classifier (generated, real)
+           "critic": (evaluate, table), "multilabel": (evaluate_labels, label_table)}  # a critic reads as a two-class classifier (generated, real)

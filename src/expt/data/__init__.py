@@ -12,7 +12,8 @@ from ..errors import DataError
 @dataclass
 class ImageData:
     """A dataset held as uint8 tensors of shape (N, C, H, W): with int64 labels (classification),
-    or with uint8 target images of the same size (restoration)."""
+    float 0/1 (N, labels) (several labels per image), or uint8 target images of the same size
+    (restoration)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -24,7 +25,9 @@ class ImageData:
     heads: dict[str, list[str]] = field(default_factory=dict)  # target -> classes, when y is (N, targets)
     skipped: dict[str, str] = field(default_factory=dict)  # unreadable images left out: path -> error
     root: str = ""  # the folder the data was read from (summary.json's data/root)
-    task: str = "classify"  # what y holds: "classify" (class indices) or "restore" (target images, uint8)
+    task: str = "classify"  # what y holds: "classify" (class indices), "multilabel" (0/1 per label), "restore" (images)
+    threshold: float = 0.5  # multilabel: a label is predicted when its probability is above this
+    valid_files: list[str] = field(default_factory=list)  # each validation image's file, relative to root (when it has one)
 
     def __post_init__(self):
         if not self.heads and self.task == "classify":
@@ -115,6 +118,11 @@ def within(root: Path, relative: str, source: str) -> Path:
         raise DataError(f"{source} is {relative!r}, which leads outside {root}; a path in a data file must stay "
                         "inside data.root (fix or remove that row)")
     return joined
+
+
+def relative_files(files: list[Path], kept: list[int], root: Path) -> list[str]:
+    """The kept files' paths relative to `root` (what interpret's tables name), as text."""
+    return [os.path.relpath(files[i], root) for i in kept]
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from . import IMAGE_SUFFIXES, ImageData, channel_stats, check_subsets, explicit_root, image_files, subset
+from . import (IMAGE_SUFFIXES, ImageData, channel_stats, check_subsets, explicit_root, image_files, relative_files,
+               subset)
 from .images import check_size, images_for
 
 HINT = "point data.root at a folder of class folders (DIR/<class>/*, or DIR/train/<class>/* and DIR/valid/<class>/*)"
@@ -119,17 +120,29 @@ def from_trees(train: dict[str, list[Path]], valid: dict[str, list[Path]], root:
     """ImageData of (train, valid) class trees: the classes are train's, sorted; each split's images
     decoded into the cache (`label` names its files there), a fixed sample of subsets[i] of them."""
     classes = sorted(train)
-    out, skipped = {}, {}
-    for (split, tree), n in zip((("train", train), ("valid", valid)), subsets):
+    splits = {}
+    for split, tree in (("train", train), ("valid", valid)):
         files = [f for name in classes for f in tree.get(name, [])]
+        labels = torch.tensor([i for i, name in enumerate(classes) for _ in tree.get(name, [])], dtype=torch.int64)
+        splits[split] = (files, labels)
+    return from_lists(splits, classes, root, label, size, resize, subsets, strict, workers, cache)
+
+
+def from_lists(splits: dict[str, tuple[list[Path], torch.Tensor]], classes: list[str], root: Path, label: str,
+               size: int, resize: str, subsets: tuple[int | None, int | None], strict: bool, workers: int | None,
+               cache: bool, **fields) -> ImageData:
+    """ImageData of each split's (files, targets): its images decoded into the cache (`label` names its
+    files there), a fixed sample of subsets[i] of them; `fields` go to ImageData (task, threshold)."""
+    out, skipped = {}, {}
+    for (split, (files, y)), n in zip(splits.items(), subsets):
         if not files:
             raise DataError(f"the {split} split of {root} holds no images; give it some (data.valid_pct, or the "
                             "validation column)")
-        labels = torch.tensor([i for i, name in enumerate(classes) for _ in tree.get(name, [])], dtype=torch.int64)
         pick = subset(len(files), n)
-        x, kept, bad = images_for([files[i] for i in pick], size, resize, f"{label}-{split}", strict, workers, cache)
-        out[split] = (x, labels[pick][kept])
+        picked = [files[i] for i in pick]
+        x, kept, bad = images_for(picked, size, resize, f"{label}-{split}", strict, workers, cache)
+        out[split] = (x, y[pick][kept], relative_files(picked, kept, root))
         skipped |= bad
     mean, std = channel_stats(out["train"][0])
-    return ImageData(*out["train"], *out["valid"], classes=classes, mean=mean, std=std, skipped=skipped,
-                     root=str(root))
+    return ImageData(*out["train"][:2], *out["valid"][:2], classes=classes, mean=mean, std=std, skipped=skipped,
+                     root=str(root), valid_files=out["valid"][2], **fields)

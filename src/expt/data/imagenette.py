@@ -5,7 +5,7 @@ import hashlib
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset
+from . import ImageData, channel_stats, check_subsets, find_root, image_files, relative_files, subset
 from .images import check_size, images_for
 
 NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
@@ -44,10 +44,10 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", train_s
         if not files:
             raise DataError(f"{folder / split} has no images in its class folders")
         pick = subset(len(files), n)
-        x, kept, bad = images_for([files[i] for i in pick], size, resize, f"imagenette-{tag}-{split}", strict,
-                                  workers, cache)
-        out[split] = (x, labels[pick][kept])
+        picked = [files[i] for i in pick]
+        x, kept, bad = images_for(picked, size, resize, f"imagenette-{tag}-{split}", strict, workers, cache)
+        out[split] = (x, labels[pick][kept], relative_files(picked, kept, folder))
         skipped |= bad
     mean, std = channel_stats(out["train"][0])
-    return ImageData(*out["train"], *out["val"], classes=[NAMES.get(w, w) for w in wnids], mean=mean, std=std,
-                     skipped=skipped, root=str(folder))
+    return ImageData(*out["train"][:2], *out["val"][:2], classes=[NAMES.get(w, w) for w in wnids], mean=mean,
+                     std=std, skipped=skipped, root=str(folder), valid_files=out["val"][2])

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, check_subsets, find_root, image_files, subset, within
+from . import ImageData, channel_stats, check_subsets, find_root, image_files, relative_files, subset, within
 from .images import cached_images, check_size, images_for
 
 REQUIRED_COLUMNS = ("image_id", "label", "variety")
@@ -77,13 +77,13 @@ def load(root: str | None = None, size: int = 224, resize: str = "squish", targe
     out, skipped = {}, {}
     for split, n in (("train", train_subset), ("valid", valid_subset)):
         rows = splits[split][subset(len(splits[split]), n)]
-        x, kept, bad = images_for([paths[i] for i in rows], size, resize, f"paddy-{tag}-{split}", strict, workers,
-                                  cache)
-        out[split] = (x, y[rows][kept])
+        picked = [paths[i] for i in rows]
+        x, kept, bad = images_for(picked, size, resize, f"paddy-{tag}-{split}", strict, workers, cache)
+        out[split] = (x, y[rows][kept], relative_files(picked, kept, folder))
         skipped |= bad
     mean, std = channel_stats(out["train"][0])
-    return ImageData(*out["train"], *out["valid"], classes=heads[targets[0]], mean=mean, std=std, heads=heads,
-                     skipped=skipped, root=str(folder))
+    return ImageData(*out["train"][:2], *out["valid"][:2], classes=heads[targets[0]], mean=mean, std=std, heads=heads,
+                     skipped=skipped, root=str(folder), valid_files=out["valid"][2])
 
 
 def load_test(root: str | None = None, size: int = 224, resize: str = "squish", strict: bool = False,

@@ -8,15 +8,16 @@ writes. Classification (one or several heads) is `Classify`; a new kind of work 
 from .classify import Classify
 from .critique import Critique
 from .generate import Generate
+from .multilabel import MultiLabel
 from .restore import Restore
 
-__all__ = ["Classify", "Critique", "Generate", "Restore", "Task", "task_for", "task_from_meta"]
-TASKS = {"classify": Classify, "restore": Restore, "critic": Critique, "generate": Generate}
-Task = Classify | Restore | Critique | Generate
+__all__ = ["Classify", "Critique", "Generate", "MultiLabel", "Restore", "Task", "task_for", "task_from_meta"]
+TASKS = {"classify": Classify, "restore": Restore, "critic": Critique, "generate": Generate, "multilabel": MultiLabel}
+Task = Classify | Restore | Critique | Generate | MultiLabel
 
 
 def task_for(data) -> Task:
-    """The task a dataset declares (`ImageData.task`): class indices, or target images."""
+    """The task a dataset declares (`ImageData.task`): class indices, labels per image, or target images."""
     return TASKS[data.task].from_data(data)
 
 

@@ -41,10 +41,14 @@ class Classify:
             what = ("scores a critic's patches" if isinstance(loss, PatchBCE) else "is for GANs from noise"
                     if isinstance(loss, NoPixelLoss) else "compares images")
             raise ConfigError(f"loss={type(loss).__name__} {what}, and this data's targets are classes; "
-                              "use loss=cross_entropy (or label_smoothing, multi_task)")
+                              "use loss=auto (or cross_entropy, label_smoothing, multi_task)")
         if self.multi and not isinstance(loss, MultiTask):
             raise ConfigError(f"the data has {len(self.heads)} targets ({', '.join(self.heads)}): use "
                               "loss=multi_task, or data.targets=[label] for one")
+
+    def default_loss(self) -> nn.Module:
+        """loss=auto: cross entropy, one per head for several heads (multi_task, weighed equally)."""
+        return MultiTask(self.sizes) if self.multi else nn.CrossEntropyLoss()
 
     def check_data(self, data) -> None:
         """Refuse training data of a single class."""
@@ -95,6 +99,11 @@ class Classify:
         """The headline target and its predicted class names (what `expt predict` writes)."""
         target, classes = next(iter(self.heads.items()))
         return target, [classes[i] for i in probs[:, : len(classes)].argmax(1).tolist()]
+
+    def names(self, y: torch.Tensor) -> list[str]:
+        """Each image's class name from its targets; with several heads, each head's, joined by ' / '."""
+        heads = list(self.heads.values())
+        return [" / ".join(heads[i][c] for i, c in enumerate(row)) for row in y.view(len(y), -1).tolist()]
 
     def meta(self) -> dict:
         """What a checkpoint stores to rebuild the task."""

@@ -29,6 +29,10 @@ class Critique(Classify):
             raise ConfigError(f"loss={type(loss).__name__} does not fit a critic, whose output is a map of patch "
                               "scores; use loss=patch_bce")
 
+    def default_loss(self) -> nn.Module:
+        """loss=auto: binary cross-entropy of every patch's score."""
+        return PatchBCE()
+
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
         """The images classified right: real when the patches' mean probability of real is above 1/2
         (as average_space reads them, so tta's plain score matches val/acc)."""

@@ -30,6 +30,10 @@ class Generate:
             raise ConfigError(f"loss={type(loss).__name__} compares a prediction with a target, and a generator from "
                               "noise has none; use loss=none (the critic alone trains it)")
 
+    def default_loss(self) -> nn.Module:
+        """loss=auto: no pixel loss (the critic alone trains the generator)."""
+        return NoPixelLoss()
+
     def check_data(self, data) -> None:
         """Any images will do; their labels are not used."""
 

@@ -33,6 +33,10 @@ class Restore:
             raise ConfigError(f"loss={type(loss).__name__} needs class labels, and this data's targets are "
                               "images; use loss=l1, loss=mse or loss=feature")
 
+    def default_loss(self) -> nn.Module:
+        """loss=auto: the mean absolute pixel error."""
+        return nn.L1Loss()
+
     def check_data(self, data) -> None:
         """Nothing beyond the batch size: every image is its own target."""
 
