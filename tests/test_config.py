@@ -58,6 +58,13 @@ OFFLINE = {("loss", "feature"): ["loss.pretrained=false", "loss.net=resnet18", "
 
 CRITIC = {("arch", "critic"), ("loss", "patch_bce"), ("data", "critic"), ("experiment", "pets_critic")}
 GENERATE = {("arch", "dcgan"), ("loss", "none"), ("gan", "dcgan"), ("experiment", "fmnist_gan")}  # from noise
+MULTILABEL = {("loss", "bce")}  # several labels per image
+
+
+def tiny_multilabel_data() -> ImageData:
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    y = (torch.rand(4, 3) < 0.5).float()
+    return ImageData(x, y, x, y, classes=["a", "b", "c"], mean=(0.3,), std=(0.35,), task="multilabel")
 
 
 def tiny_critic_data() -> ImageData:
@@ -91,7 +98,9 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     offline = [o.format(weights=resnet18_weights) for o in OFFLINE.get((group, option), [])]
     cfg = composed([f"{g}={o}" for g, o in pair.items() if g != group] + [f"{group}={option}"] + offline)
     check_groups(cfg)
-    data = tiny_restore_data() if restore else tiny_critic_data() if critic else tiny_data()
+    multilabel = (group, option) in MULTILABEL
+    data = (tiny_restore_data() if restore else tiny_critic_data() if critic else tiny_multilabel_data() if multilabel
+            else tiny_data())
     task = Generate.from_data(data) if generate else task_for(data)
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, tuple(data.train_x.shape[1:]))
     opt = make("optimizer", cfg.optimizer)(model.parameters())
@@ -102,11 +111,12 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     x = data.train_x.float() / 255
     inputs = torch.randn(4, model.body.nz, 1, 1) if generate else x  # a generator from noise
     out = model(augment(inputs) if augment is not None else inputs)
-    target = x if restore or generate else data.train_y if critic else torch.arange(4)
+    target = x if restore or generate else data.train_y if critic or multilabel else torch.arange(4)
     (loss(out, target) + (out.mean() if generate else 0)).backward()  # loss=none is 0
     opt.step()
     sched.step()
-    assert out.shape == ((4, 3, 32, 32) if restore else (4, 1) if critic else (4, 1, 28, 28) if generate else (4, 10))
+    assert out.shape == ((4, 3, 32, 32) if restore else (4, 1) if critic else (4, 1, 28, 28) if generate else (4, 3)
+                         if multilabel else (4, 10))
     spec = make("gan", cfg.gan)
     if spec is not None:  # a GAN's critic and step, and one step of each model
         gan_step_runs(spec, cfg, data, task, model, loss, inputs)

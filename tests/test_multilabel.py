@@ -110,3 +110,7 @@ def test_loss_auto_is_the_tasks_own():
                 (Generate(), NoPixelLoss)]
     for task, kind in expected:
         assert type(build_loss(auto, task)) is kind
+    from expt.errors import ConfigError
+    for task in (Classify.of(3), Restore()):
+        with pytest.raises(ConfigError, match="loss=bce|MultiLabelBCE"):
+            build_loss(OmegaConf.create({"_target_": "expt.losses.bce"}), task)

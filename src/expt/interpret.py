@@ -92,7 +92,7 @@ def draw_confusion(path: Path, confusion: torch.Tensor, classes: list[str], titl
         image = ax.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the actual class")
         ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="actual", title=title)
-        font = 9 if n <= 12 else max(4, 9 - (n - 12) // 5)
+        font = min(9, max(4, 0.45 * 72 * (side - 2.5) / n))  # points: at most half a cell's height
         ax.set_xticklabels(classes, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center", fontsize=font)
         ax.set_yticklabels(classes, fontsize=font)
         for i in range(n):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import FeatureLoss, MultiTask, NoPixelLoss, PatchBCE
+from ..losses import FeatureLoss, MultiLabelBCE, MultiTask, NoPixelLoss, PatchBCE
 
 
 @dataclass
@@ -37,6 +37,9 @@ class Classify:
         return len(self.heads) > 1
 
     def check_loss(self, loss: nn.Module) -> None:
+        if isinstance(loss, MultiLabelBCE):
+            raise ConfigError("loss=bce is for several labels per image (data=csv data.label_delim=' '), and this "
+                              "data has one class per image; use loss=auto (or cross_entropy, label_smoothing)")
         if isinstance(loss, (nn.L1Loss, nn.MSELoss, FeatureLoss, PatchBCE, NoPixelLoss)):
             what = ("scores a critic's patches" if isinstance(loss, PatchBCE) else "is for GANs from noise"
                     if isinstance(loss, NoPixelLoss) else "compares images")

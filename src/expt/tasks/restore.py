@@ -9,7 +9,7 @@ from torch import nn
 
 from ..callbacks import SamplesCB
 from ..errors import ConfigError
-from ..losses import MultiTask, NoPixelLoss, PatchBCE
+from ..losses import MultiLabelBCE, MultiTask, NoPixelLoss, PatchBCE
 from ..metrics import image_sums, mean_scores
 
 
@@ -29,7 +29,7 @@ class Restore:
         if isinstance(loss, NoPixelLoss):
             raise ConfigError("loss=none trains nothing here: a restoration run needs a pixel loss; use loss=l1, "
                               "loss=mse or loss=feature")
-        if isinstance(loss, (nn.CrossEntropyLoss, MultiTask, PatchBCE)):
+        if isinstance(loss, (nn.CrossEntropyLoss, MultiTask, PatchBCE, MultiLabelBCE)):
             raise ConfigError(f"loss={type(loss).__name__} needs class labels, and this data's targets are "
                               "images; use loss=l1, loss=mse or loss=feature")
 
