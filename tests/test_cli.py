@@ -203,3 +203,11 @@ def test_remove_unused_run_folder_only_when_it_holds_nothing_else(tmp_path):
         remove_if_unused(run)
     assert not fresh.exists() and logged.exists()
     assert sorted(p.name for p in used.iterdir()) == [".hydra", "config.yaml", "expt.log", "model.safetensors"]
+
+
+def test_a_run_from_before_loss_auto_resumes_with_it():
+    """A run folder written when cross entropy was the default loss compares equal to loss=auto."""
+    from expt.commands.train import recipe
+    old = {"loss": {"_target_": "torch.nn.CrossEntropyLoss"}, "epochs": 5}
+    assert recipe(old) == recipe({"loss": {"_target_": "expt.losses.auto", "_partial_": True}, "epochs": 5})
+    assert recipe(old) != recipe({"loss": {"_target_": "torch.nn.L1Loss"}, "epochs": 5})

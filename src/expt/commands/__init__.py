@@ -13,7 +13,7 @@ COMMANDS = {
     "tta": "evaluate checkpoint(s) with and without test-time augmentation; ckpt=PATH or ckpt=[A,B]",
     "interpret": "confusion matrix, per-class report and top losses (with file names) of ckpt=PATH on its validation split",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
-    "predict": "a checkpoint's predictions: submission.csv (data=paddy), or input=DIR restored into PNGs (data=pets)",
+    "predict": "a checkpoint's predictions: input=DIR_OR_FILE into predictions.csv (restored PNGs for data=pets), or Paddy's submission.csv",
     "sample": "a grid of a generator's images: ckpt=RUN/model.safetensors n=64 (a GAN's, or a restoration run's)",
     "show": "batch.png: the first training batch of the run train would build, augmented, with its labels",
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",

@@ -23,9 +23,17 @@ MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augmen
 WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
 
 
+AUTO_LOSS = {"_target_": "expt.losses.auto", "_partial_": True}
+# Run folders from before loss=auto was the default stored cross entropy, the only default loss that
+# trained (one class per image), which is what auto picks there; so the two compare equal.
+CROSS_ENTROPY = {"_target_": "torch.nn.CrossEntropyLoss"}
+
+
 def recipe(config: dict) -> dict:
     """What defines a run's training: MUST_MATCH_ON_RESUME, less the settings of WHERE_NOT_WHAT."""
     out = {k: config.get(k) for k in MUST_MATCH_ON_RESUME}
+    if out["loss"] == AUTO_LOSS:
+        out["loss"] = CROSS_ENTROPY
     for group, keys in WHERE_NOT_WHAT.items():
         if isinstance(out[group], dict):
             out[group] = {k: v for k, v in out[group].items() if k not in keys}
