@@ -2,6 +2,7 @@
 augmentation (expt/tta.py's views), and an ensemble's average: per class, per checkpoint and per
 head for classifiers, PSNR and SSIM for restoration models; printed and written to tta.json."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -15,20 +16,24 @@ from ..tasks.multilabel import fbeta_per_sample
 from ..tta import accuracy, per_class_accuracy, predict
 
 
+def each_and_average(ev, scores: Callable[[torch.Tensor, str], dict]) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """Each checkpoint's scores without and with TTA (`scores(outputs, "")`, `scores(outputs, "tta_")`),
+    and the outputs of both averaged over the checkpoints (an ensemble)."""
+    plain_sum = tta_sum = 0
+    models = []
+    for path, model in zip(ev.paths, ev.models):
+        plain, averaged = predict(model, ev.valid_dl, ev.tta, ev.runtime.autocast(), ev.task)
+        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
+        models.append({"ckpt": path, **scores(plain, ""), **scores(averaged, "tta_")})
+    return models, plain_sum / len(ev.models), tta_sum / len(ev.models)
+
+
 def evaluate(ev) -> dict:
     """Each checkpoint of an EvalRun without and with TTA, their average, each head, each class."""
     sizes = list(ev.task.sizes.values())
     y = ev.valid_dl.y.view(len(ev.valid_dl.y), -1)
     targets, head = y[:, 0], sizes[0]  # the headline target and its logits
-    autocast = ev.runtime.autocast()
-    plain_sum = tta_sum = 0
-    models = []
-    for path, model in zip(ev.paths, ev.models):
-        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, ev.task)
-        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
-        models.append({"ckpt": path, "acc": accuracy(plain[:, :head], targets),
-                       "tta_acc": accuracy(averaged[:, :head], targets)})
-    plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
+    models, plain, averaged = each_and_average(ev, lambda p, prefix: {f"{prefix}acc": accuracy(p[:, :head], targets)})
     heads = {name: {"acc": accuracy(p, y[:, i]), "tta_acc": accuracy(a, y[:, i])}
              for i, (name, p, a) in enumerate(zip(ev.task.heads, plain.split(sizes, -1), averaged.split(sizes, -1)))}
     plain, averaged = plain[:, :head], averaged[:, :head]
@@ -43,39 +48,25 @@ def evaluate(ev) -> dict:
 def evaluate_images(ev) -> dict:
     """PSNR and SSIM of each checkpoint of an EvalRun without and with TTA, and of their average."""
     y = ev.valid_dl.y
-    autocast = ev.runtime.autocast()
 
     def scores(images: torch.Tensor, prefix: str) -> dict[str, float]:
         return {f"{prefix}{k}": v for k, v in mean_scores(images, y).items()}
-    plain_sum = tta_sum = 0
-    models = []
-    for path, model in zip(ev.paths, ev.models):
-        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, ev.task)
-        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
-        models.append({"ckpt": path, **scores(plain, ""), **scores(averaged, "tta_")})
-    n = len(ev.models)
+    models, plain, averaged = each_and_average(ev, scores)
     return {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(y),
-            "models": models, **scores(plain_sum / n, ""), **scores(tta_sum / n, "tta_")}
+            "models": models, **scores(plain, ""), **scores(averaged, "tta_")}
 
 
 def evaluate_labels(ev) -> dict:
     """Several labels per image: each checkpoint's per-sample F1 and F2 and share of labels right,
     without and with TTA (probabilities averaged), of their average, and each label's F1."""
     actual = ev.valid_dl.y > 0.5
-    autocast = ev.runtime.autocast()
 
     def scores(probs: torch.Tensor, prefix: str) -> dict[str, float]:
         predicted = probs > ev.task.threshold
         return {f"{prefix}f1": fbeta_per_sample(predicted, actual, 1.0).mean().item(),
                 f"{prefix}f2": fbeta_per_sample(predicted, actual, 2.0).mean().item(),
                 f"{prefix}acc_multi": (predicted == actual).float().mean().item()}
-    plain_sum = tta_sum = 0
-    models = []
-    for path, model in zip(ev.paths, ev.models):
-        plain, averaged = predict(model, ev.valid_dl, ev.tta, autocast, ev.task)
-        plain_sum, tta_sum = plain_sum + plain, tta_sum + averaged
-        models.append({"ckpt": path, **scores(plain, ""), **scores(averaged, "tta_")})
-    plain, averaged = plain_sum / len(ev.models), tta_sum / len(ev.models)
+    models, plain, averaged = each_and_average(ev, scores)
     per_label = {name: {"f1": a, "tta_f1": b} for name, a, b in zip(
         ev.task.classes, label_f1(plain > ev.task.threshold, actual), label_f1(averaged > ev.task.threshold, actual))}
     return {"checkpoints": ev.paths, "views": ev.tta.names, "average": ev.tta.average, "images": len(actual),
