@@ -10,7 +10,6 @@ import csv
 from pathlib import Path
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from rich.table import Table
 
@@ -21,6 +20,7 @@ from ..interpret import (class_losses, class_report, confusion_matrix, draw_conf
 from ..plots import labelled_images
 from ..rebuild import build_eval
 from ..tta import predict
+from .runner import given, plain_views
 
 TOP_IMAGES = 64  # at most, in top_losses.png (n= chooses fewer)
 
@@ -118,15 +118,12 @@ def interpret_labels(ev, probs: torch.Tensor, out: Path, n: int, console) -> dic
 
 
 def run(cfg, run_dir, console) -> dict:
-    overrides = HydraConfig.get().overrides.task
-    keys = [o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides]
-    if "tta" not in keys:  # the images as they are, unless views are asked for
-        cfg = OmegaConf.merge(cfg, {"tta": {"names": ["identity"]}})
+    cfg = plain_views(cfg)
     if OmegaConf.is_list(cfg.ckpt) and len(cfg.ckpt) != 1:
         raise ConfigError("expt interpret reads one checkpoint: ckpt=RUN/model.safetensors")
     if cfg.n < 1:
         raise ConfigError(f"n={cfg.n} must be at least 1 (the images of top_losses.png)")
-    ev = build_eval(cfg, "data" in keys)
+    ev = build_eval(cfg, given("data"))
     kind = ev.task.meta()["task"]
     if kind not in REPORTS:
         raise ConfigError(f"{ev.paths[0]} is a {kind} checkpoint; expt interpret reads classifiers (for a "

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 from PIL import Image
 from rich.table import Table
 
@@ -26,6 +24,7 @@ from ..rebuild import build_test, model_from_checkpoint
 from ..runtime import resolve
 from ..tasks import task_from_meta
 from ..tta import predict
+from .runner import plain_views
 
 
 CHUNK = 512  # images decoded and predicted at a time (memory stays bounded on any folder)
@@ -97,8 +96,7 @@ def classify_files(cfg, model, meta: dict, console) -> dict:
     if cfg.topk < 1:
         raise ConfigError(f"topk={cfg.topk} must be at least 1")
     root, files = input_files(cfg.input)
-    explicit_tta = any(o.lstrip("+~").split("=")[0].split(".")[0] == "tta" for o in HydraConfig.get().overrides.task)
-    tta = make("tta", cfg.tta if explicit_tta else OmegaConf.merge(cfg.tta, {"names": ["identity"]}))
+    tta = make("tta", plain_views(cfg).tta)
     runtime = resolve(cfg.device, cfg.precision, cfg.channels_last)
     model = runtime.place(model)
     shape, resize = meta.get("input_shape"), meta["config"]["data"].get("resize", "squish")

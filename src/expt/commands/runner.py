@@ -4,6 +4,7 @@ alone writes), and what an unfinished run says (interrupted or diverged) as an e
 
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from rich.console import Console
 
@@ -11,6 +12,18 @@ from .. import distributed, signals
 from ..errors import Unfinished
 from ..runfolder import RunFolder, remove_if_unused
 from . import entry
+
+
+def given(group: str, keys: bool = False) -> bool:
+    """Whether the command line chooses `group`'s option (`data=paddy`), or with `keys` sets any of
+    its keys too (`tta.names=[...]`): what a command takes from a checkpoint unless told otherwise."""
+    names = [o.lstrip("+~").split("=")[0] for o in HydraConfig.get().overrides.task]
+    return any(name == group or (keys and name.split(".")[0] == group) for name in names)
+
+
+def plain_views(cfg):
+    """cfg with the identity view alone, unless the command line sets tta: the images as they are."""
+    return cfg if given("tta", keys=True) else OmegaConf.merge(cfg, {"tta": {"names": ["identity"]}})
 
 
 def output_console() -> Console:

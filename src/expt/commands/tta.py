@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from hydra.core.hydra_config import HydraConfig
 from rich.table import Table
 
 from ..checkpoint import write_json
@@ -14,6 +13,7 @@ from ..metrics import mean_scores
 from ..rebuild import build_eval
 from ..tasks.multilabel import fbeta_per_sample
 from ..tta import accuracy, per_class_accuracy, predict
+from .runner import given
 
 
 def each_and_average(ev, scores: Callable[[torch.Tensor, str], dict]) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
@@ -135,8 +135,7 @@ def table(result: dict, task):
 
 def run(cfg, run_dir, console) -> dict:
     """The `expt tta` command; tta.json goes next to a single checkpoint, or into the run folder."""
-    explicit_data = any(o.split("=")[0] == "data" for o in HydraConfig.get().overrides.task)
-    ev = build_eval(cfg, explicit_data)
+    ev = build_eval(cfg, given("data"))
     console.print(f"[bold]expt tta[/] {len(ev.models)} checkpoint(s), views {', '.join(ev.tta.names)} "
                   f"({ev.tta.average} average), {len(ev.valid_dl.y):,} validation images, {ev.runtime.device} "
                   f"{ev.runtime.precision}")
