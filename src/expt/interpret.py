@@ -4,7 +4,7 @@ weighted averages (scikit-learn's classification_report with zero_division=0, te
 the most confused pairs, and the per-image losses that rank the top losses. Several labels per
 image: each label's true/false positives and negatives and the same report per label, with micro
 averages. Plain tensor operations (a bincount and a few divisions) rather than torchmetrics or
-scikit-learn (a dependency each): equal to scikit-learn's to 3e-16 and 30 to 140 times faster on
+scikit-learn (a dependency each): equal to scikit-learn's to 3e-16 and 60 to 140 times faster on
 10,000 to 100,000 images (scripts/bench_interpret.py, docs/BENCHMARKS.md); matplotlib draws the
 pictures."""
 
