@@ -147,6 +147,15 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
     out = json.loads((tmp_path / "run" / "tta.json").read_text())
     assert set(out["heads"]) == {"label", "variety"} and out["acc"] == out["heads"]["label"]["acc"]
 
+    result = run_expt(["interpret", f"ckpt={ckpt}", f"data.root={root}", "n=4", f"hydra.run.dir={tmp_path / 'i'}"],
+                      cwd=tmp_path, env=isolated_env)
+    assert result.returncode == 0, result.stderr
+    for head, classes in (("", ["blast", "normal", "tungro"]), ("_variety", ["ADT45", "Ponni"])):  # a file set per head
+        confusion = pd.read_csv(tmp_path / "run" / f"confusion{head}.csv", index_col=0)
+        assert list(confusion.columns) == classes and confusion.to_numpy().sum() == 5  # 20% of 24 validate
+        top = pd.read_csv(tmp_path / "run" / f"top_losses{head}.csv")
+        assert all((root / f).is_file() for f in top["file"]) and (tmp_path / "run" / f"report{head}.csv").is_file()
+
 
 def test_two_targets_need_multi_task(tmp_path, isolated_env):
     """loss=auto (the default) picks multi_task for two heads; one cross entropy is refused."""
