@@ -94,13 +94,11 @@ def close_log_files() -> None:
                 handler.close()
 
 
-@pytest.fixture
-def expt_in(tmp_path, monkeypatch):
-    """`expt` run inside the test's process, as a user would run it (argv in; exit code, stdout and
-    stderr out), without paying for a fresh interpreter and torch import each time. Runs in
-    tmp_path, with HOME there; `expt_in(args, **env)` sets extra environment variables."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def in_process(monkeypatch, cwd: Path):
+    """A runner of `expt` inside this process, in `cwd` with HOME there (see expt_in); for fixtures
+    of any scope, with a monkeypatch of theirs (`pytest.MonkeyPatch.context()`)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HOME", str(cwd / "home"))
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # expt sets it; monkeypatch restores it
     monkeypatch.setattr(sys, "argv", list(sys.argv))
 
@@ -118,6 +116,14 @@ def expt_in(tmp_path, monkeypatch):
                 close_log_files()
         return Result(code, out.getvalue(), err.getvalue())
     return run
+
+
+@pytest.fixture
+def expt_in(tmp_path, monkeypatch):
+    """`expt` run inside the test's process, as a user would run it (argv in; exit code, stdout and
+    stderr out), without paying for a fresh interpreter and torch import each time. Runs in
+    tmp_path, with HOME there; `expt_in(args, **env)` sets extra environment variables."""
+    return in_process(monkeypatch, tmp_path)
 
 
 def assert_one_line(result, code: int, *phrases: str) -> str:

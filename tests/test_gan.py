@@ -245,18 +245,22 @@ def gan_parts(tmp_path_factory):
     """Generated pets, a 32 px generator (1 epoch) and a critic pretrained on its outputs (1 epoch)."""
     import os
 
-    from conftest import run_expt
+    from conftest import in_process
     from test_restore import make_pets
     root = tmp_path_factory.mktemp("gan")
     env = {**os.environ, "EXPT_CACHE": str(root / "cache"), "EXPT_DATA": str(root / "none")}
     pets = make_pets(root / "pets")
     gen, crit = root / "gen", root / "critic"
     data = [f"data.root={pets}", "data.size=32", "data.workers=1", "device=cpu", "bs=4"]
-    result = run_expt(["train", "experiment=pets_superres_cpu", *data, "epochs=1", f"hydra.run.dir={gen}"], root, env)
-    assert result.returncode == 0, result.stderr
-    result = run_expt(["train", "experiment=pets_critic", f"data.generator={gen / 'model.safetensors'}", "arch.nf=8",
-                       "arch.n_blocks=1", "device=cpu", "bs=4", "epochs=1", f"hydra.run.dir={crit}"], root, env)
-    assert result.returncode == 0, result.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        expt = in_process(mp, root)
+        mp.setenv("EXPT_CACHE", env["EXPT_CACHE"])
+        mp.setenv("EXPT_DATA", env["EXPT_DATA"])
+        result = expt(["train", "experiment=pets_superres_cpu", *data, "epochs=1", f"hydra.run.dir={gen}"])
+        assert result.returncode == 0, result.stderr
+        result = expt(["train", "experiment=pets_critic", f"data.generator={gen / 'model.safetensors'}", "arch.nf=8",
+                       "arch.n_blocks=1", "device=cpu", "bs=4", "epochs=1", f"hydra.run.dir={crit}"])
+        assert result.returncode == 0, result.stderr
     gan = ["train", "experiment=pets_gan", *data, f"gan.generator={gen / 'model.safetensors'}",
            f"gan.critic={crit / 'model.safetensors'}"]
     return {"env": env, "gen": gen, "critic": crit, "pets": pets, "gan": gan}

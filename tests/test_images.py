@@ -104,22 +104,21 @@ def test_random_resized_crop():
 
 
 @pytest.mark.parametrize("cache_images", [True, False])
-def test_train_imagenette_end_to_end(tmp_path, isolated_env, cache_images):
+def test_train_imagenette_end_to_end(tmp_path, expt_in, cache_images):
     root = make_imagenette(tmp_path / "inet")
-    result = run_expt(["train", "data=imagenette", f"data.root={root}", "data.size=32", "device=cpu", "epochs=2",
-                       f"data.cache={str(cache_images).lower()}",
-                       "bs=8", "augment=random_resized_crop", f"hydra.run.dir={tmp_path / 'run'}"],
-                      cwd=tmp_path, env=isolated_env)
+    result = expt_in(["train", "data=imagenette", f"data.root={root}", "data.size=32", "device=cpu", "epochs=2",
+                      f"data.cache={str(cache_images).lower()}",
+                      "bs=8", "augment=random_resized_crop", f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["skipped_images"] == 0 and summary["epochs"] == 2
 
 
-def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
+def test_paddy_two_heads_train_predict_and_tta(tmp_path, expt_in):
     root = make_paddy(tmp_path / "paddy")
     common = [f"data.root={root}", "data.size=32", "device=cpu"]
-    result = run_expt(["train", "data=paddy", *common, "loss=multi_task", "loss.weights={label: 1.0, variety: 0.5}",
-                       "epochs=2", "bs=8", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
+    result = expt_in(["train", "data=paddy", *common, "loss=multi_task", "loss.weights={label: 1.0, variety: 0.5}",
+                      "epochs=2", "bs=8", f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 0, result.stderr
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     for column in ("val/label_acc", "val/variety_acc", "train/label_loss", "val/variety_loss", "val/error_rate"):
@@ -132,8 +131,7 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
     assert summary["val/error_rate"] == pytest.approx(1 - summary["val/acc"])
 
     ckpt = tmp_path / "run" / "model.safetensors"
-    result = run_expt(["predict", f"ckpt={ckpt}", f"data.root={root}", f"hydra.run.dir={tmp_path / 'pred'}"],
-                      cwd=tmp_path, env=isolated_env)
+    result = expt_in(["predict", f"ckpt={ckpt}", f"data.root={root}", f"hydra.run.dir={tmp_path / 'pred'}"])
     assert result.returncode == 0, result.stderr
     sub = pd.read_csv(tmp_path / "run" / "submission.csv")
     assert list(sub.columns) == ["image_id", "label"] and len(sub) == 5
@@ -141,14 +139,12 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
     assert set(sub["label"]) <= {"blast", "normal", "tungro"}
     assert f"outputs: {tmp_path / 'run'}" in result.stdout and not (tmp_path / "pred").exists()
 
-    result = run_expt(["tta", f"ckpt={ckpt}", f"data.root={root}", f"hydra.run.dir={tmp_path / 'tta'}"],
-                      cwd=tmp_path, env=isolated_env)
+    result = expt_in(["tta", f"ckpt={ckpt}", f"data.root={root}", f"hydra.run.dir={tmp_path / 'tta'}"])
     assert result.returncode == 0, result.stderr
     out = json.loads((tmp_path / "run" / "tta.json").read_text())
     assert set(out["heads"]) == {"label", "variety"} and out["acc"] == out["heads"]["label"]["acc"]
 
-    result = run_expt(["interpret", f"ckpt={ckpt}", f"data.root={root}", "n=4", f"hydra.run.dir={tmp_path / 'i'}"],
-                      cwd=tmp_path, env=isolated_env)
+    result = expt_in(["interpret", f"ckpt={ckpt}", f"data.root={root}", "n=4", f"hydra.run.dir={tmp_path / 'i'}"])
     assert result.returncode == 0, result.stderr
     for head, classes in (("", ["blast", "normal", "tungro"]), ("_variety", ["ADT45", "Ponni"])):  # a file set per head
         confusion = pd.read_csv(tmp_path / "run" / f"confusion{head}.csv", index_col=0)
@@ -157,11 +153,11 @@ def test_paddy_two_heads_train_predict_and_tta(tmp_path, isolated_env):
         assert all((root / f).is_file() for f in top["file"]) and (tmp_path / "run" / f"report{head}.csv").is_file()
 
 
-def test_two_targets_need_multi_task(tmp_path, isolated_env):
+def test_two_targets_need_multi_task(tmp_path, expt_in):
     """loss=auto (the default) picks multi_task for two heads; one cross entropy is refused."""
     root = make_paddy(tmp_path / "paddy", n=6)
-    result = run_expt(["train", "data=paddy", f"data.root={root}", "data.size=16", "device=cpu", "bs=2",
-                       "loss=cross_entropy", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
+    result = expt_in(["train", "data=paddy", f"data.root={root}", "data.size=16", "device=cpu", "bs=2",
+                      "loss=cross_entropy", f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 2 and "use loss=multi_task" in result.stderr and "Traceback" not in result.stderr
 
 

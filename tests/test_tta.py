@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_fashion_mnist, run_expt
+from conftest import in_process, make_fashion_mnist
 from expt.rebuild import build_eval, model_from_checkpoint
 from expt.checkpoint import read_checkpoint, save_model
 from expt.errors import ExptError
@@ -63,18 +63,19 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tta")
     data = make_fashion_mnist(root / "fm")
     ckpts = []
-    for seed in (1, 2):
-        result = run_expt(["train", "debug=fast", "epochs=2", f"seed={seed}", f"data.root={data}",
-                           f"hydra.run.dir={root / f'seed{seed}'}"], cwd=root)
-        assert result.returncode == 0, result.stderr
-        ckpts.append(root / f"seed{seed}" / "model.safetensors")
+    with pytest.MonkeyPatch.context() as mp:
+        expt = in_process(mp, root)
+        for seed in (1, 2):
+            result = expt(["train", "debug=fast", "epochs=2", f"seed={seed}", f"data.root={data}",
+                           f"hydra.run.dir={root / f'seed{seed}'}"])
+            assert result.returncode == 0, result.stderr
+            ckpts.append(root / f"seed{seed}" / "model.safetensors")
     return root, data, ckpts
 
 
-def test_tta_command_single_checkpoint(trained, isolated_env):
+def test_tta_command_single_checkpoint(trained, expt_in):
     root, data, (ckpt, _) = trained
-    result = run_expt(["tta", f"ckpt={ckpt}", f"data.root={data}", "tta=flip_shift",
-                       f"hydra.run.dir={root / 'tta1'}"], cwd=root, env=isolated_env)
+    result = expt_in(["tta", f"ckpt={ckpt}", f"data.root={data}", "tta=flip_shift", f"hydra.run.dir={root / 'tta1'}"])
     assert result.returncode == 0, result.stderr
     out = json.loads((ckpt.parent / "tta.json").read_text())
     assert out["views"][:2] == ["identity", "hflip"] and len(out["views"]) == 6 and out["images"] == 128
@@ -87,10 +88,9 @@ def test_tta_command_single_checkpoint(trained, isolated_env):
     assert not (root / "tta1").exists()  # everything went next to the checkpoint: no empty run folder
 
 
-def test_tta_command_ensemble(trained, isolated_env):
+def test_tta_command_ensemble(trained, expt_in):
     root, data, ckpts = trained
-    result = run_expt(["tta", f"ckpt=[{ckpts[0]},{ckpts[1]}]", f"data.root={data}",
-                       f"hydra.run.dir={root / 'ens'}"], cwd=root, env=isolated_env)
+    result = expt_in(["tta", f"ckpt=[{ckpts[0]},{ckpts[1]}]", f"data.root={data}", f"hydra.run.dir={root / 'ens'}"])
     assert result.returncode == 0, result.stderr
     out = json.loads((root / "ens" / "tta.json").read_text())
     assert [m["ckpt"] for m in out["models"]] == [str(c) for c in ckpts] and "ensemble" in result.stdout
@@ -105,7 +105,7 @@ def error_line(result):
     return lines[0]
 
 
-def test_tta_errors(trained, isolated_env, tmp_path):
+def test_tta_errors(trained, expt_in, tmp_path):
     root, data, (ckpt, _) = trained
     model, meta = model_from_checkpoint(ckpt)
     other = save_model(tmp_path / "other.safetensors", model, {**meta, "classes": [f"c{i}" for i in range(10)]})
@@ -118,8 +118,7 @@ def test_tta_errors(trained, isolated_env, tmp_path):
     junk.write_bytes(b"\x00" * 64)
 
     def tta(*args):
-        return run_expt(["tta", f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}", *args], cwd=root,
-                        env=isolated_env)
+        return expt_in(["tta", f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}", *args])
     assert "needs ckpt=" in error_line(tta())
     assert "not a readable safetensors" in error_line(tta(f"ckpt={junk}"))
 
