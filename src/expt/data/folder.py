@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from . import (IMAGE_SUFFIXES, ImageData, channel_stats, check_subsets, explicit_root, image_files, relative_files,
-               subset)
-from .images import check_size, images_for
+from . import IMAGE_SUFFIXES, ImageData, check_subsets, explicit_root, image_files
+from .images import check_size, from_lists
 
 HINT = "point data.root at a folder of class folders (DIR/<class>/*, or DIR/train/<class>/* and DIR/valid/<class>/*)"
 
@@ -126,23 +125,3 @@ def from_trees(train: dict[str, list[Path]], valid: dict[str, list[Path]], root:
         labels = torch.tensor([i for i, name in enumerate(classes) for _ in tree.get(name, [])], dtype=torch.int64)
         splits[split] = (files, labels)
     return from_lists(splits, classes, root, label, size, resize, subsets, strict, workers, cache)
-
-
-def from_lists(splits: dict[str, tuple[list[Path], torch.Tensor]], classes: list[str], root: Path, label: str,
-               size: int, resize: str, subsets: tuple[int | None, int | None], strict: bool, workers: int | None,
-               cache: bool, **fields) -> ImageData:
-    """ImageData of each split's (files, targets): its images decoded into the cache (`label` names its
-    files there), a fixed sample of subsets[i] of them; `fields` go to ImageData (task, threshold)."""
-    out, skipped = {}, {}
-    for (split, (files, y)), n in zip(splits.items(), subsets):
-        if not files:
-            raise DataError(f"the {split} split of {root} holds no images; give it some (data.valid_pct, or the "
-                            "validation column)")
-        pick = subset(len(files), n)
-        picked = [files[i] for i in pick]
-        x, kept, bad = images_for(picked, size, resize, f"{label}-{split}", strict, workers, cache)
-        out[split] = (x, y[pick][kept], relative_files(picked, kept, root))
-        skipped |= bad
-    mean, std = channel_stats(out["train"][0])
-    return ImageData(*out["train"][:2], *out["valid"][:2], classes=classes, mean=mean, std=std, skipped=skipped,
-                     root=str(root), valid_files=out["valid"][2], **fields)

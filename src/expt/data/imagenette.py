@@ -5,8 +5,8 @@ import hashlib
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, check_subsets, find_root, image_files, relative_files, subset
-from .images import check_size, images_for
+from . import ImageData, check_subsets, find_root, image_files
+from .images import check_size, from_lists
 
 NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
          "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
@@ -38,16 +38,9 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", train_s
     if not wnids:
         raise DataError(f"{folder / 'train'} has no class folders (expected train/<wnid>/*.JPEG)")
     tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
-    out, skipped = {}, {}
-    for split, n in (("train", train_subset), ("val", valid_subset)):
-        files, labels = split_files(folder / split, wnids)
-        if not files:
-            raise DataError(f"{folder / split} has no images in its class folders")
-        pick = subset(len(files), n)
-        picked = [files[i] for i in pick]
-        x, kept, bad = images_for(picked, size, resize, f"imagenette-{tag}-{split}", strict, workers, cache)
-        out[split] = (x, labels[pick][kept], relative_files(picked, kept, folder))
-        skipped |= bad
-    mean, std = channel_stats(out["train"][0])
-    return ImageData(*out["train"][:2], *out["val"][:2], classes=[NAMES.get(w, w) for w in wnids], mean=mean,
-                     std=std, skipped=skipped, root=str(folder), valid_files=out["val"][2])
+    splits = {split: split_files(folder / split, wnids) for split in ("train", "val")}
+    empty = next((split for split, (files, _) in splits.items() if not files), None)
+    if empty:
+        raise DataError(f"{folder / empty} has no images in its class folders")
+    return from_lists(splits, [NAMES.get(w, w) for w in wnids], folder, f"imagenette-{tag}", size, resize,
+                      (train_subset, valid_subset), strict, workers, cache)

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..checkpoint import atomic_write, clean_stale_temps
 from ..errors import DataError
+from . import ImageData, channel_stats, relative_files, subset
 
 log = logging.getLogger(__name__)
 RESIZE_METHODS = ("crop", "squish")
@@ -227,3 +228,26 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
         if stale != path:
             stale.unlink(missing_ok=True)
     return x, kept, bad
+
+
+def from_lists(splits: dict[str, tuple[list[Path], torch.Tensor]], classes: list[str], root: Path, label: str,
+               size: int, resize: str, subsets: tuple[int | None, int | None], strict: bool, workers: int | None,
+               cache: bool, **fields) -> ImageData:
+    """ImageData of two splits' (files, targets), training first: each split's images decoded into
+    the cache (`label`-<split> names its files there), a fixed sample of subsets[i] of them, their
+    paths relative to `root` kept; `fields` go to ImageData (heads, task, threshold). Every JPEG
+    dataset (imagenette, paddy, folder, csv) is built here."""
+    out, skipped = {}, {}
+    for (split, (files, y)), n in zip(splits.items(), subsets):
+        if not files:
+            raise DataError(f"the {split} split of {root} holds no images; give it some (data.valid_pct, or the "
+                            "validation column)")
+        pick = subset(len(files), n)
+        picked = [files[i] for i in pick]
+        x, kept, bad = images_for(picked, size, resize, f"{label}-{split}", strict, workers, cache)
+        out[split] = (x, y[pick][kept], relative_files(picked, kept, root))
+        skipped |= bad
+    train, valid = out.values()
+    mean, std = channel_stats(train[0])
+    return ImageData(*train[:2], *valid[:2], classes=classes, mean=mean, std=std, skipped=skipped, root=str(root),
+                     valid_files=valid[2], **fields)

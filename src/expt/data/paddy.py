@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from . import ImageData, channel_stats, check_subsets, find_root, image_files, relative_files, subset, within
-from .images import cached_images, check_size, images_for
+from . import ImageData, check_subsets, find_root, image_files, within
+from .images import cached_images, check_size, from_lists
 
 REQUIRED_COLUMNS = ("image_id", "label", "variety")
 
@@ -74,16 +74,9 @@ def load(root: str | None = None, size: int = 224, resize: str = "squish", targe
     n_valid = round(len(df) * valid_pct)
     splits = {"valid": order[:n_valid].sort().values, "train": order[n_valid:].sort().values}
     tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
-    out, skipped = {}, {}
-    for split, n in (("train", train_subset), ("valid", valid_subset)):
-        rows = splits[split][subset(len(splits[split]), n)]
-        picked = [paths[i] for i in rows]
-        x, kept, bad = images_for(picked, size, resize, f"paddy-{tag}-{split}", strict, workers, cache)
-        out[split] = (x, y[rows][kept], relative_files(picked, kept, folder))
-        skipped |= bad
-    mean, std = channel_stats(out["train"][0])
-    return ImageData(*out["train"][:2], *out["valid"][:2], classes=heads[targets[0]], mean=mean, std=std, heads=heads,
-                     skipped=skipped, root=str(folder), valid_files=out["valid"][2])
+    lists = {split: ([paths[i] for i in splits[split]], y[splits[split]]) for split in ("train", "valid")}
+    return from_lists(lists, heads[targets[0]], folder, f"paddy-{tag}", size, resize, (train_subset, valid_subset),
+                      strict, workers, cache, heads=heads)
 
 
 def load_test(root: str | None = None, size: int = 224, resize: str = "squish", strict: bool = False,

@@ -16,8 +16,8 @@ import torch
 
 from ..errors import DataError
 from . import ImageData, check_subsets, within
-from .folder import from_lists, from_trees, stratified_split
-from .images import check_size
+from .folder import from_trees, stratified_split
+from .images import check_size, from_lists
 
 log = logging.getLogger(__name__)
 TRUE, FALSE = {"true", "1", "yes", "valid", "1.0"}, {"false", "0", "no", "train", "0.0", ""}
