@@ -9,20 +9,24 @@ signature before anything is built, so a wrong key or type is one clear line, no
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from . import distributed
-from .builders import build_model, check_groups, group_node, make, model_from_checkpoint
+from .builders import build_model, check_groups, group_node, listed, make, model_from_checkpoint
 from .callbacks import AugmentCB, CheckpointCB, FreezeCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
+from .callbacks.checkpoint import KEEP
 from .callbacks.curves import CurvesCB
 from .callbacks.distributed import DistributedCB
+from .callbacks.loggers import LogRun, require
+from .callbacks.training import EarlyStopCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
 from .errors import CheckpointError, ConfigError
@@ -161,6 +165,30 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
             {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr_mult": 1.0}], body
 
 
+def check_keeping(cfg: DictConfig) -> None:
+    """checkpoint.keep, early_stop's values, and each logger's library installed."""
+    if cfg.checkpoint.keep not in KEEP:
+        raise ConfigError(f"checkpoint.keep={cfg.checkpoint.keep!r} is not one of {', '.join(KEEP)}")
+    patience, min_delta = cfg.early_stop.patience, cfg.early_stop.min_delta
+    if patience is not None and patience < 1:
+        raise ConfigError(f"early_stop.patience={patience} must be at least 1 (or null: never stop early)")
+    if min_delta < 0:
+        raise ConfigError(f"early_stop.min_delta={min_delta} must be 0 or more")
+    for node in listed(cfg, "logger").values():
+        logger = get_object(node["_target_"])  # one of expt's loggers (check_groups allowed no other)
+        require(logger.library, logger.extra, logger.name)
+
+
+def check_headline(cfg: DictConfig, task: Task) -> None:
+    """A run that keeps its best model only, or stops early, has the headline metric to judge by."""
+    if isinstance(task, Generate) and task.headline == "val/fid" and cfg.gan.get("fid_features") is None:
+        for wants, setting in ((cfg.checkpoint.keep == "best", "checkpoint.keep=best"),
+                               (cfg.early_stop.patience is not None, "early_stop.patience")):
+            if wants:
+                raise ConfigError(f"{setting} judges a generator by val/fid, which needs gan.fid_features=PATH "
+                                  "(a classifier's checkpoint)")
+
+
 def check_settings(cfg: DictConfig) -> None:
     """What can be checked of a run before any data or model exists (a sweep checks every job's
     combination this way before the first starts): run settings, every group against its builder,
@@ -171,6 +199,7 @@ def check_settings(cfg: DictConfig) -> None:
     check_groups(cfg)
     check_optimizer(group_node(cfg, "optimizer"))
     check_lr_find(cfg.lr_find)
+    check_keeping(cfg)
     arch = cfg.arch
     if arch.get("_target_") == "expt.models.timm.timm_model":
         timm_models.check_name(arch.name)
@@ -208,6 +237,7 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
         data = make("data", cfg.data)
     task = Generate.from_data(data) if gan is not None and gan.from_noise else task_for(data)
     check_data(data, task, cfg.bs)
+    check_headline(cfg, task)
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
     check_output_kind(cfg.arch, model.body, task)
@@ -317,6 +347,10 @@ class FitRecord:
     meta: dict
     extra: dict
     primary: bool = True
+    keep: str = "both"  # checkpoint.keep
+    early_stop: dict | None = None  # patience and min_delta, or None
+    loggers: dict = field(default_factory=dict)  # option name -> its node (logger=[...])
+    log_run: LogRun | None = None
 
 
 def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
@@ -330,14 +364,19 @@ def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
     if fit is None:
         return callbacks
     metrics = MetricsCB(run.task, GanStep.PARTS if run.gan is not None else ())
-    checkpoint = CheckpointCB(fit.run_dir, run.model, fit.meta, run.stateful(), extra=fit.extra, write=fit.primary)
+    task = run.task
+    checkpoint = CheckpointCB(fit.run_dir, run.model, fit.meta, run.stateful(), extra=fit.extra, write=fit.primary,
+                              keep=fit.keep, metric=task.headline, higher_is_better=task.higher_is_better)
     callbacks = [metrics, ScheduleCB(run.sched), checkpoint, *callbacks]
+    if fit.early_stop:
+        callbacks.append(EarlyStopCB(task.headline, task.higher_is_better, **fit.early_stop))
     callbacks += [FreezeCB(run.frozen, run.freeze_epochs)] if run.freeze_epochs > 0 else []
     if run.gan is not None:
         callbacks += [GanLogCB(run.gan, metrics)] + ([FidCB(run.fid_features)] if run.fid_features is not None else [])
     if fit.primary:
         callbacks += [ProgressCB(fit.console), CurvesCB(fit.run_dir / "metrics.png", run.task.headline),
                       *run.task.callbacks(fit.run_dir)]
+        callbacks += [make(f"logger.{name}", OmegaConf.create(node))(fit.log_run) for name, node in fit.loggers.items()]
     if distributed.world() > 1:
         callbacks.append(DistributedCB(run.net, run.device, run.seed))
     return callbacks

@@ -18,7 +18,7 @@ from torch import nn
 from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError, ExptError
 from .models.layers import Normalize
-from .signature import GROUPS, check_node
+from .signature import GROUPS, LISTED, check_node
 from .tasks import task_from_meta
 
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
@@ -36,6 +36,20 @@ def check_groups(cfg: DictConfig) -> None:
     """Check every group node against its builder before anything slow (data loading) starts."""
     for group in GROUPS:
         check_node(group, OmegaConf.to_container(group_node(cfg, group), resolve=True))
+    for group in LISTED:
+        for name, node in listed(cfg, group).items():
+            check_node(f"{group}.{name}", node)
+
+
+def listed(cfg: DictConfig, group: str) -> dict[str, dict]:
+    """A listed group's nodes by option name (`logger=[csv,tensorboard]`: {"tensorboard": {...}}),
+    as plain containers; an entry that is not a node is one line."""
+    nodes = OmegaConf.to_container(cfg.get(group) or OmegaConf.create({}), resolve=True)
+    for name, node in nodes.items():
+        if not isinstance(node, dict) or "_target_" not in node:
+            raise ConfigError(f"{group}.{name} is not a {group}; choose them by name: {group}=[a,b] "
+                              f"(`expt train --help` lists them)")
+    return nodes
 
 
 def make(group: str, node: DictConfig) -> Any:

@@ -16,8 +16,9 @@ from .plots import png
 
 DEFAULT_HEADLINE = ("val/acc", True)  # for summaries that name none (jobs that failed before training)
 COSTS = ["val/loss", "train/loss", "seconds", "peak_mem_mb", "params", "mflops"]
-RESULT_COLUMNS = {"job", "status", "error", "headline", "higher_is_better", *COSTS}
+RESULT_COLUMNS = {"job", "status", "error", "headline", "higher_is_better", "best/epoch", *COSTS}
 NOT_A_FACTOR = {"seed"}  # jobs that differ only in these form one group of the leaderboard
+DONE = ("ok", "early_stopped")  # the statuses of a finished run (every other one failed or stopped short)
 
 
 def collect(sweep_dir: Path):
@@ -33,7 +34,7 @@ def collect(sweep_dir: Path):
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {"status": "incomplete"}
         name = summary.get("headline", DEFAULT_HEADLINE[0])  # the task's headline metric (val/acc, ...)
         row |= {"headline": summary.get("headline"), "higher_is_better": summary.get("higher_is_better")}
-        row |= {m: summary.get(m) for m in (name, f"best/{name}", *COSTS)}
+        row |= {m: summary.get(m) for m in (name, f"best/{name}", "best/epoch", *COSTS)}
         row |= {"status": summary.get("status"), "error": summary.get("error", "")}
         rows.append(row)
     return pd.DataFrame(rows)
@@ -59,11 +60,11 @@ def leaderboard(table):
     factors = [c for c in columns if values[c].nunique() > 1]
     labels = values[factors].apply(lambda r: " ".join(f"{k}={v}" for k, v in r.items()), axis=1)
     table = table.assign(group=labels if factors else "all")
-    ok = table[table["status"] == "ok"]
+    ok = table[table["status"].isin(DONE)]
     stats = ok.groupby("group").agg(n=(name, "size"), mean=(name, "mean"), std=(name, "std"),
                                     seconds=("seconds", "mean"), peak_mem_mb=("peak_mem_mb", "mean"),
                                     params=("params", "first"))
-    failed = table[table["status"] != "ok"].groupby("group").size().rename("failed")
+    failed = table[~table["status"].isin(DONE)].groupby("group").size().rename("failed")
     board = stats.join(failed, how="outer").fillna({"n": 0, "failed": 0})
     board[["n", "failed"]] = board[["n", "failed"]].astype(int)
     return board.sort_values("mean", ascending=not higher_is_better, na_position="last").reset_index()
@@ -118,7 +119,7 @@ def aggregate(sweep_dir: Path, console) -> dict:
         raise ExptError(f"{sweep_dir} holds no sweep jobs (no */.hydra/overrides.yaml); pass a sweep folder")
     atomic_write(sweep_dir / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
     board = leaderboard(table)
-    ok = int((table["status"] == "ok").sum())
+    ok = int(table["status"].isin(DONE).sum())
     title = f"sweep: {ok} of {len(table)} jobs ok ({sweep_dir})"
     metric = headline(table)[0]
     markdown = render(board, console, title, metric)

@@ -59,7 +59,8 @@ class Learner:
     - `history`: one row per finished epoch (a resumed run's earlier rows first); MetricsCB
       appends each epoch's `row`, later callbacks add their columns to it (GAN columns, val/fid),
       ProgressCB prints it, CheckpointCB saves the history (and drops a row whose epoch went bad).
-    - `stop(reason)`: ends the fit with a reason (divergence), which `stop_reason` keeps.
+    - `stop(reason, status)`: ends the fit with a reason and a status (diverged, early_stopped), which
+      `stop_reason` and `stop_status` keep.
     - `autocast` and `scaler`: set by PrecisionCB; full precision and a pass-through scaler by default.
     """
 
@@ -76,12 +77,14 @@ class Learner:
         self.row: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
         self.stop_reason: str | None = None
+        self.stop_status: str | None = None
         self.epoch, self.epochs, self.start_epoch = 0, 0, 0
         self.training = False
 
-    def stop(self, reason: str) -> None:
-        """End the fit now, saying why (after_fit still runs; the run's summary reports the reason)."""
-        self.stop_reason = reason
+    def stop(self, reason: str, status: str = "diverged") -> None:
+        """End the fit now, saying why and how it ended (`status`: diverged, early_stopped); after_fit
+        still runs and the run's summary reports both."""
+        self.stop_reason, self.stop_status = reason, status
         raise CancelFitException()
 
     def callback(self, event: str) -> None:
@@ -101,7 +104,7 @@ class Learner:
 
     def fit(self, epochs: int, start_epoch: int = 0) -> "Learner":
         """Train for epochs start_epoch..epochs-1, validating after each."""
-        self.epochs, self.start_epoch, self.stop_reason = epochs, start_epoch, None
+        self.epochs, self.start_epoch, self.stop_reason, self.stop_status = epochs, start_epoch, None, None
         self._stage("fit", CancelFitException, self._epochs)
         return self
 

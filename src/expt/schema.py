@@ -29,6 +29,17 @@ class DistSchema:
 
 
 @dataclass
+class CheckpointSchema:
+    keep: str = "both"
+
+
+@dataclass
+class EarlyStopSchema:
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+
+
+@dataclass
 class RunSchema:
     """Types of the run-level settings in conf/config.yaml (group nodes are checked in build.py)."""
 
@@ -51,14 +62,20 @@ class RunSchema:
     input: Optional[str] = None  # expt predict: a folder (or one image) to classify or restore
     n: int = 64  # expt sample: how many images; expt show: how many of the batch; expt interpret: top losses shown
     topk: int = 3  # expt predict input=: the k most likely classes of each image
+    format: str = "onnx"  # expt export: onnx | torchscript | torch_export
+    check: bool = True  # expt export: the exported file run against torch
     tta: Any = None
     gan: Any = None
+    logger: Any = None
     lr_find: LRFindSchema = field(default_factory=LRFindSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
     dist: DistSchema = field(default_factory=DistSchema)
+    checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
+    early_stop: EarlyStopSchema = field(default_factory=EarlyStopSchema)
 
 
-NESTED = {"lr_find": LRFindSchema, "finetune": FinetuneSchema, "dist": DistSchema}
+NESTED = {"lr_find": LRFindSchema, "finetune": FinetuneSchema, "dist": DistSchema,
+          "checkpoint": CheckpointSchema, "early_stop": EarlyStopSchema}
 
 
 def register_schema() -> None:

@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 SPECIAL_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
 GROUPS = ("data", "arch", "optimizer", "schedule", "loss", "augment", "tta", "gan")  # the groups that build objects
+LISTED = ("logger",)  # groups chosen as a list (logger=[tensorboard,mlflow]): one node per option, by its name
 
 
 def _targets_in(node: Any) -> list[Any]:
@@ -37,7 +38,7 @@ def _targets_in(node: Any) -> list[Any]:
 def builders() -> frozenset[str]:
     """expt's builders: the `_target_`s named by the options of conf/'s groups, nested ones included."""
     conf = Path(__file__).parent / "conf"
-    return frozenset(t for group in GROUPS for path in sorted((conf / group).glob("*.yaml"))
+    return frozenset(t for group in GROUPS + LISTED for path in sorted((conf / group).glob("*.yaml"))
                      for t in _targets_in(yaml.safe_load(path.read_text())))
 
 

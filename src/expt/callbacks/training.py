@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 
 from ..learner import Callback
+from .checkpoint import CheckpointCB, improves
 
 
 class ScheduleCB(Callback):
@@ -64,3 +65,33 @@ class FreezeCB(Callback):
     def after_fit(self, learn) -> None:
         for p in self.frozen:
             p.requires_grad_(True)
+
+
+def stale_epochs(history: list[dict], metric: str, higher_is_better: bool, min_delta: float = 0.0) -> int:
+    """How many epochs at the end of `history` have not improved `metric` by more than min_delta on
+    the best before them (the count a resumed run replays from its restored history)."""
+    best_at, best = -1, None
+    for i, row in enumerate(history):
+        if improves(row.get(metric), best, higher_is_better, min_delta):
+            best_at, best = i, row[metric]
+    return len(history) - 1 - best_at
+
+
+class EarlyStopCB(Callback):
+    """Ends the fit when the headline metric has not improved (by more than `min_delta`) for
+    `patience` epochs, after the checkpoint kept the last one; `learn.stop_reason` says so and
+    `stopped` is the epoch it stopped after. The count comes from the history, so a resumed run
+    goes on counting where it was."""
+
+    order = CheckpointCB.order + 2  # after the checkpoint and the loggers have the epoch
+
+    def __init__(self, metric: str, higher_is_better: bool, patience: int, min_delta: float = 0.0):
+        self.metric, self.higher_is_better, self.patience, self.min_delta = metric, higher_is_better, patience, min_delta
+        self.stopped: int | None = None
+
+    def after_epoch(self, learn) -> None:
+        stale = stale_epochs(learn.history, self.metric, self.higher_is_better, self.min_delta)
+        if stale >= self.patience and learn.epoch + 1 < learn.epochs:
+            self.stopped = learn.epoch + 1
+            learn.stop(f"{self.metric} has not improved for {stale} epochs (early_stop.patience={self.patience})",
+                       "early_stopped")

@@ -2,9 +2,12 @@
 when a failed command leaves it empty), with its console, under torchrun in every rank (rank 0
 alone writes), and what an unfinished run says (interrupted or diverged) as an error to report."""
 
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from rich.console import Console
 
@@ -24,6 +27,28 @@ def given(group: str, keys: bool = False) -> bool:
 def plain_views(cfg):
     """cfg with the identity view alone, unless the command line sets tta: the images as they are."""
     return cfg if given("tta", keys=True) else OmegaConf.merge(cfg, {"tta": {"names": ["identity"]}})
+
+
+def job_context() -> dict:
+    """What loggers take from Hydra's job: the group choices (arch -> resnet_k5) and, in a sweep, its
+    folder and the job's values of the keys the sweep varies (its a,b lists and ranges on the
+    command line, and its sweeper's params: Optuna's)."""
+    if not HydraConfig.initialized():
+        return {}
+    hydra = HydraConfig.get()
+    context = {"choices": {k: v for k, v in hydra.runtime.choices.items()
+                           if v is not None and not k.startswith("hydra") and k != "run_schema"}}
+    if hydra.mode == RunMode.MULTIRUN:
+        args = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+        try:
+            swept = {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(args)
+                     if o.is_sweep_override()}
+        except Exception:  # Hydra's parser refuses what it did not launch: nothing is known to vary
+            swept = set()
+        swept |= set(hydra.sweeper.get("params") or {})
+        context["sweep"] = str(hydra.sweep.dir)
+        context["job"] = [o for o in hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") in swept]
+    return context
 
 
 def output_console() -> Console:
@@ -73,7 +98,8 @@ def check_finished(summary: dict, run_dir: Path) -> None:
         raise Unfinished(f"{signals.interrupted_by()}; weights saved, resume with `expt train resume={run_dir}`",
                          signals.interrupted_code())
     if summary.get("status") == "diverged":
-        model = run_dir / "model.safetensors"
-        kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {model}" if model.is_file()
+        model = next((p for p in (run_dir / "model.safetensors", run_dir / "model_best.safetensors") if p.is_file()), None)
+        kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {model}" if model is not None
+                and model.name == "model.safetensors" else f"the best checkpoint is {model}" if model is not None
                 else "no checkpoint was saved; lower optimizer.lr (`expt lr_find` suggests one)")
         raise Unfinished(f"training diverged ({summary.get('error')}); {kept}", 1)

@@ -21,7 +21,7 @@ from ..build import check_settings
 from ..checkpoint import write_json
 from ..distributed import launch
 from ..errors import ExptError, Unfinished
-from ..leaderboard import DEFAULT_HEADLINE, aggregate
+from ..leaderboard import DEFAULT_HEADLINE, DONE, aggregate
 from ..overrides import with_override
 from ..runfolder import FolderBusy, RunFolder
 from . import train
@@ -35,7 +35,7 @@ def finished(run_dir: Path, config_text: str) -> dict | None:
     if not (summary.is_file() and stored.is_file()) or stored.read_text() != config_text:
         return None
     result = json.loads(summary.read_text())
-    return result if result.get("status") == "ok" else None
+    return result if result.get("status") in DONE else None
 
 
 def run(cfg, run_dir: Path, console) -> float:
@@ -69,7 +69,7 @@ def run(cfg, run_dir: Path, console) -> float:
     if summary.get("status") == "interrupted":
         raise KeyboardInterrupt  # Ctrl-C stopped this job's training: stop the sweep, not just the job
     value = summary.get(summary.get("headline", DEFAULT_HEADLINE[0]))
-    return value if summary.get("status") == "ok" and value is not None else math.nan
+    return value if summary.get("status") in DONE and value is not None else math.nan
 
 
 def launch_job(run_dir: Path, nproc: int) -> dict:
@@ -77,7 +77,7 @@ def launch_job(run_dir: Path, nproc: int) -> dict:
     the job's folder; returns its summary."""
     overrides = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra")]
     quoted = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")  # job folders hold '=' and ','
-    for name in ("summary.json", "last.pt", "model.safetensors", "metrics.csv"):  # an unfinished attempt's:
+    for name in ("summary.json", "last.pt", "model.safetensors", "model_best.safetensors", "metrics.csv"):  # an unfinished attempt's:
         (run_dir / name).unlink(missing_ok=True)  # trained again from the start, as a one-process job is
     code = launch(nproc, [*overrides, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"])
     summary = run_dir / "summary.json"

@@ -1,8 +1,10 @@
 """`expt train`: build the run, fit it, write metrics, summary and checkpoints into the run folder;
 `resume=RUN` continues an unfinished run where its training state left it."""
 
+import hashlib
 import json
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -12,12 +14,17 @@ from rich.console import Console
 
 from .. import distributed, overrides
 from ..build import FitRecord, Run, build_run, callbacks_for, for_resume, resolved
+from ..builders import listed
 from ..callbacks import CheckpointCB
-from ..checkpoint import clean_stale_temps, load_state, save_model, versions, write_json
+from ..callbacks.checkpoint import BEST, best_epoch
+from ..callbacks.loggers import LogRun
+from ..callbacks.training import stale_epochs
+from ..checkpoint import atomic_write, clean_stale_temps, load_state, save_model, versions, write_json
 from ..errors import CheckpointError, ConfigError
 from ..learner import Learner
 from ..lr_find import find_lr, report
 from ..model_table import ModelSummary, example_batch, summarize_model
+from .runner import job_context
 
 MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs")
 WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
@@ -40,6 +47,11 @@ def recipe(config: dict) -> dict:
     return out
 
 
+def recipe_hash(config: dict) -> str:
+    """A short name for a recipe (what a resume must keep): runs of the same recipe share it."""
+    return hashlib.sha1(json.dumps(recipe(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def load_resume(source: str, cfg: dict) -> dict:
     """The training state of an unfinished earlier run of the same recipe (checked before anything
     is built); stale temporary files of a killed write are cleared from its folder."""
@@ -57,7 +69,23 @@ def load_resume(source: str, cfg: dict) -> dict:
     if state["epochs_done"] >= cfg["epochs"]:
         raise CheckpointError(f"{source} finished all {state['epochs_done']} epochs already; nothing to resume "
                               f"(its model: {folder if folder.is_dir() else folder.parent}/model.safetensors)")
+    stopped = stopped_early(state, cfg)
+    if stopped:
+        raise CheckpointError(f"{source} stopped early after epoch {state['epochs_done']} ({stopped}); nothing to "
+                              "resume (a larger early_stop.patience, or early_stop.patience=null, trains on)")
     return state
+
+
+def stopped_early(state: dict, cfg: dict) -> str | None:
+    """Why a training state's run stopped early under cfg's early_stop, or None: the count a fit
+    replays from the history (by the headline metric the state records), so a run that stopped
+    stays stopped and one killed before it stopped goes on."""
+    early, headline = cfg.get("early_stop") or {}, state.get("headline")
+    if early.get("patience") is None or not isinstance(headline, dict):
+        return None
+    metric, higher = str(headline.get("metric")), bool(headline.get("higher_is_better"))
+    stale = stale_epochs(state["history"], metric, higher, early.get("min_delta", 0.0))
+    return f"{metric} had not improved for {stale} epochs" if stale >= early["patience"] else None
 
 
 def restore(run: Run, state: dict) -> tuple[int, list[dict]]:
@@ -92,12 +120,20 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
     run = build_run(for_resume(cfg), critic_arch) if state else build_run(cfg)
     primary = distributed.is_primary()
     start_epoch, history = restore(run, state) if state else (0, [])
+    if state and primary and config["checkpoint"]["keep"] != "last":
+        carry_best(Path(cfg.resume), run_dir)
     if run.sched is None:  # optimizer.lr=auto on a fresh run: the finder (rank 0's, on global batches) picks the lr
         run.start_schedule(distributed.broadcast(found_lr(run, cfg, run_dir, console) if primary else None))
     meta = {"config": config, **run.task.meta(), "mean": run.model.norm.mean.flatten().tolist(),
             "std": run.model.norm.std.flatten().tolist(), "input_shape": list(run.input_shape),
             "versions": versions()}
-    record = FitRecord(run_dir, console, meta, {"config": json.dumps(config), "lr": run.peak_lr}, primary)
+    extra = {"config": json.dumps(config), "lr": run.peak_lr, "loggers": {},
+             "headline": {"metric": run.task.headline, "higher_is_better": run.task.higher_is_better}}
+    log_run = LogRun(run_dir, config, resumed=(state or {}).get("loggers") or {}, saved=extra["loggers"],
+                     tags={"command": "train", "recipe": recipe_hash(config)}, **job_context())
+    early = config["early_stop"] if config["early_stop"]["patience"] is not None else None
+    record = FitRecord(run_dir, console, meta, extra, primary, keep=config["checkpoint"]["keep"], early_stop=early,
+                       loggers=listed(cfg, "logger"), log_run=log_run)
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks_for(run, record), step=run.gan,
                     history=history)
     size = summarize_model(run.model, example_batch(run))
@@ -106,9 +142,22 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
     summary = summarize(learn.history, start_epoch, seconds, status, run, size) | baseline
     if status == "diverged":
         summary["error"] = learn.stop_reason
+    if status == "early_stopped":
+        summary["stopped_epoch"], summary["stop_reason"] = learn.history[-1]["epoch"], learn.stop_reason
+    if (run_dir / BEST).is_file():
+        summary["best/checkpoint"] = str(run_dir / BEST)
     if primary:
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def carry_best(source: Path, run_dir: Path) -> None:
+    """A resumed run's best model so far, from the folder it resumes (into its own folder): the next
+    epochs replace it only when they beat it."""
+    folder = source.expanduser()
+    best = (folder if folder.is_dir() else folder.parent) / BEST
+    if best.is_file() and best.resolve() != (run_dir / BEST).resolve():
+        atomic_write(run_dir / BEST, lambda tmp: shutil.copyfile(best, tmp))
 
 
 def found_lr(run: Run, cfg, run_dir: Path, console: Console) -> float:
@@ -140,30 +189,26 @@ def fit(learn: Learner, run: Run, epochs: int, start_epoch: int, record: FitReco
     status, start = "ok", time.perf_counter()
     try:
         learn.fit(epochs, start_epoch=start_epoch)
-        if learn.stop_reason:
-            status = "diverged"
+        status = learn.stop_status or "ok"
     except KeyboardInterrupt:
         next(cb for cb in learn.callbacks if isinstance(cb, CheckpointCB)).wait()
-        if record.primary:
+        if record.primary and record.keep != "best":
             save_model(record.run_dir / "model.safetensors", run.model, record.meta)
         status = "interrupted"
     return status, time.perf_counter() - start
-
-
-def best(history: list[dict], metric: str, higher_is_better: bool):
-    values = [row[metric] for row in history if metric in row]  # a GAN without gan.fid_features has no val/fid
-    return (max if higher_is_better else min)(values) if values else None
 
 
 def summarize(history: list[dict], start_epoch: int, seconds: float, status: str, run: Run,
               size: ModelSummary) -> dict:
     last = history[-1] if history else {}
     epochs_run = len(history) - start_epoch
+    best_at, best_value = best_epoch(history, run.task.headline, run.task.higher_is_better)  # a GAN without
+    # gan.fid_features has no val/fid
     summary = {
         "status": status,
         **{k: v for k, v in last.items() if k.startswith(("val/", "train/"))},
         "headline": run.task.headline, "higher_is_better": run.task.higher_is_better,
-        f"best/{run.task.headline}": best(history, run.task.headline, run.task.higher_is_better),
+        f"best/{run.task.headline}": best_value, "best/epoch": best_at,
         "epochs": len(history), "seconds": seconds,
         "seconds_per_epoch": seconds / epochs_run if epochs_run > 0 else None,
         "peak_mem_mb": peak_memory_mb(run.device), "params": size.params, "mflops": size.mflops,
