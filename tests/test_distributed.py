@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -125,12 +126,15 @@ def test_two_processes_train_what_one_does(tmp_path, fmnist_dir, isolated_env, f
         common += [f"arch.weights={tmp_path / 'base' / 'model.safetensors'}", "finetune.freeze_epochs=1"]
     one = run_expt(["train", *common, f"hydra.run.dir={tmp_path / 'one'}"], tmp_path, env)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "expt", "train", *common, "dist.nproc=2"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    logger = ["logger=tensorboard"] if find_spec("tensorboard") else []
+    two = subprocess.run([sys.executable, "-m", "expt", "train", *common, "dist.nproc=2", *logger], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     folders = [p for p in (tmp_path / "outputs" / "runs").glob("*/*") if p.is_dir()]
     assert len(folders) == 1, folders  # every rank wrote into rank 0's folder
     run = folders[0]
+    if logger:  # rank 0 alone logs
+        assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert two.stdout.count("expt train") == 1 and "2 processes" in two.stdout  # rank 0 alone prints
     rows_one = (tmp_path / "one" / "metrics.csv").read_text().splitlines()
     rows_two = (run / "metrics.csv").read_text().splitlines()

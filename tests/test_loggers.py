@@ -116,7 +116,7 @@ def test_a_sweep_is_one_mlflow_experiment_and_one_tensorboard_folder_per_job(tmp
     assert result.returncode == 0, result.stderr
     _, runs = mlflow_runs(uri, f"sweep {sweep}")
     assert sorted(r.data.params["seed"] for r in runs) == ["1", "2"]
-    assert {r.data.tags["expt.job"] for r in runs} == {"seed=1", "seed=2"}
+    assert {r.data.tags["expt.job"] for r in runs} == {r.info.run_name for r in runs} == {"seed=1", "seed=2"}
     assert len(list(sweep.glob("*/tensorboard/events.out.tfevents.*"))) == 2
 
 

@@ -25,6 +25,8 @@ EXAMPLES = ["expt train", "expt train arch=resnet epochs=20 optimizer.lr=2e-2",
             "expt predict ckpt=RUN/model.safetensors input=DIR  # predictions.csv",
             "expt train data=folder data.root=DIR    # your own images: DIR/<class>/*.jpg",
             "expt sample ckpt=RUN/model.safetensors n=64  # a GAN's images",
+            "expt export ckpt=RUN/model_best.safetensors format=onnx  # one file, checked against torch",
+            "expt train logger=[csv,tensorboard] early_stop.patience=3",
             "expt train debug=fast           # a few batches on the CPU", "expt train --cfg job",
             "expt data fashion_mnist         # get the default dataset"]
 
@@ -100,7 +102,7 @@ def checked_args(command: str, args: list[str]) -> tuple[list[str], object]:
     check(args)
     if command == "train":
         args = train.resume_defaults(args)
-    if command in ("tta", "interpret", "predict", "sample") and not any(a.lstrip("+").startswith("name=") for a in args):
+    if command in ("tta", "interpret", "predict", "sample", "export") and not any(a.lstrip("+").startswith("name=") for a in args):
         args = with_override(args, f"name={command}")  # its run folder (an ensemble's), not the arch's name
     if command == "sweep":
         args = sweep.sweep_args(args)

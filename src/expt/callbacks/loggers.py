@@ -155,11 +155,13 @@ class MLflowLogger(Logger):
     def start(self, learn) -> None:
         from mlflow.entities import Param
         found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(
+            self.experiment, tags={"mlflow.experimentKind": "custom_model_development"})  # the UI's training view
         tags = {f"expt.{k}": str(v) for k, v in self.run.tags.items()}
         if self.run.sweep:
             tags |= {"expt.sweep": self.run.sweep, "expt.job": " ".join(self.run.job)}
-        self.run_id = self.client.create_run(experiment_id, run_name=self.run.run_dir.name, tags=tags).info.run_id
+        name = " ".join(self.run.job) if self.run.sweep and self.run.job else self.run.run_dir.name  # arch=resnet seed=2
+        self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         params = flat(self.run.config) | {k: str(v) for k, v in self.run.choices.items()}
         params |= {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in self.run.job if "=" in o}
         items = [Param(k, v[:MLFLOW_PARAM_LENGTH]) for k, v in params.items()]

@@ -14,6 +14,7 @@ COMMANDS = {
     "interpret": "confusion matrix, per-class report and top losses (with file names) of ckpt=PATH on its validation split",
     "summary": "the run's model, one row per leaf module: shapes, parameters, MFLOPs; writes summary.md",
     "predict": "a checkpoint's predictions: input=DIR_OR_FILE into predictions.csv (restored PNGs for data=pets), or Paddy's submission.csv",
+    "export": "the model as one file that runs without expt: format=onnx|torchscript|torch_export, checked against torch",
     "sample": "a grid of a generator's images: ckpt=RUN/model.safetensors n=64 (a GAN's, or a restoration run's)",
     "show": "batch.png: the first training batch of the run train would build, augmented, with its labels",
     "sweep": "train every combination (-m arch=a,b seed=1,2,3), then sweep.csv, a leaderboard and a plot",
