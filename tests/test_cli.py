@@ -126,9 +126,9 @@ def test_divergence_stops_with_message(tmp_path, fmnist_dir, isolated_env):
 
 
 @pytest.mark.slow
-def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir, isolated_env):
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir, isolated_env, expt_in):
     common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=4", "data.train_subset=512"]
-    full = run_expt([*common, f"hydra.run.dir={tmp_path / 'full'}"], cwd=tmp_path, env=isolated_env)
+    full = expt_in([*common, f"hydra.run.dir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr
 
     cut = tmp_path / "cut"
@@ -137,8 +137,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path, fmnist_dir
     assert "resume" in err and json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
     assert (cut / "model.safetensors").exists()
 
-    resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path,
-                       env=isolated_env)
+    resumed = expt_in([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"])
     assert resumed.returncode == 0, resumed.stderr
     a = pd.read_csv(tmp_path / "full" / "metrics.csv")
     b = pd.read_csv(tmp_path / "resumed" / "metrics.csv")

@@ -175,10 +175,9 @@ def test_a_global_batch_the_processes_cannot_share_is_one_line(tmp_path, fmnist_
                     "(e.g. bs=62)"], err[-3000:]
 
 
-def test_a_gan_refuses_several_processes(tmp_path, fmnist_dir, isolated_env):
-    result = run_expt(["train", "experiment=fmnist_gan", "debug=fast", f"data.root={fmnist_dir}", "dist.nproc=2"],
-                      tmp_path, isolated_env)
-    assert_one_line(result, 2, "GAN", "dist.nproc")
+def test_a_gan_refuses_several_processes(tmp_path, fmnist_dir, expt_in):
+    result = expt_in(["train", "experiment=fmnist_gan", "debug=fast", f"data.root={fmnist_dir}", "dist.nproc=2"])
+    assert_one_line(result, 2, "GAN", "dist.nproc=1")  # before any process is started
 
 
 def rank_pid(launcher: subprocess.Popen, rank: int) -> int | None:
@@ -227,20 +226,20 @@ def test_a_killed_rank_ends_the_run_and_it_resumes(tmp_path, fmnist_dir, isolate
     assert summary["status"] == "ok" and summary["epochs"] == 30
 
 
-def test_a_sweep_runs_each_job_under_torchrun(tmp_path, fmnist_dir, isolated_env):
+def test_a_sweep_runs_each_job_under_torchrun(tmp_path, fmnist_dir, expt_in, capfd):
     """`expt sweep -m seed=1,2 dist.nproc=2`: each job trains with two processes in its own folder
     (whose name holds '=' and ','); running the sweep again skips the finished jobs and trains the
     unfinished one again in its folder."""
-    env = cpu_env(isolated_env)
     args = ["sweep", "-m", "seed=1,2", "debug=fast", f"data.root={fmnist_dir}", *NO_BN, "epochs=1", "dist.nproc=2",
             f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    result = run_expt(args, tmp_path, env)
+    result = expt_in(args, OMP_NUM_THREADS=1, CUDA_VISIBLE_DEVICES="")  # the sweep here, each job under torchrun
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("2 processes") == 2 and "2 of 2 jobs ok" in result.stdout
+    jobs_printed = capfd.readouterr().out  # what the jobs' processes printed to this process's stdout
+    assert jobs_printed.count("2 processes") == 2 and "2 of 2 jobs ok" in result.stdout
     jobs = sorted((tmp_path / "sweep").glob("job_*"))
     assert len(jobs) == 2 and all(json.loads((j / "summary.json").read_text())["status"] == "ok" for j in jobs)
     # a job that did not finish (here: its summary says failed) is trained again; the finished one is skipped
     (jobs[0] / "summary.json").write_text(json.dumps({"status": "failed", "error": "a test"}))
-    again = run_expt(args, tmp_path, env)
+    again = expt_in(args, OMP_NUM_THREADS=1, CUDA_VISIBLE_DEVICES="")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished") == 1 and "2 of 2 jobs ok" in again.stdout, again.stdout[-2000:]

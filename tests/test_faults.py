@@ -23,7 +23,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import (FILES, assert_one_line, make_fashion_mnist, make_imagenette, run_expt, signal_after_first_epoch,
+from conftest import (FILES, assert_one_line, make_fashion_mnist, make_imagenette, signal_after_first_epoch,
                       start_expt, write_idx)
 from expt.build import build_model
 from expt.rebuild import model_from_checkpoint
@@ -453,7 +453,7 @@ def test_sigkill_then_resume_alone_from_moved_data(tmp_path, isolated_env, expt_
     """Killed (SIGKILL) after its first checkpoint: the lock dies with it, a temp file it left is
     cleared, and `resume=RUN` with the data moved elsewhere finishes exactly the uninterrupted run."""
     data = make_fashion_mnist(tmp_path / "data", n_train=512, n_valid=128)
-    common = ["train", "debug=fast", "epochs=8", "data.train_subset=512"]
+    common = ["train", "debug=fast", "epochs=5", "data.train_subset=512"]
     cut = tmp_path / "cut"
     proc = start_expt([*common, f"data.root={data}", f"hydra.run.dir={cut}"], tmp_path, isolated_env)
     wait_for("last.pt", proc, cut)
@@ -470,10 +470,10 @@ def test_sigkill_then_resume_alone_from_moved_data(tmp_path, isolated_env, expt_
     full = expt_in([*common, f"data.root={moved}", f"hydra.run.dir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr
     a, b = (pd.read_csv(tmp_path / run / "metrics.csv") for run in ("full", "resumed"))
-    assert list(b["epoch"]) == list(range(1, 9))
+    assert list(b["epoch"]) == list(range(1, 6))
     assert b["val/loss"].tolist() == pytest.approx(a["val/loss"].tolist(), rel=1e-5)
     # only overrides that change the recipe are refused
-    result = expt_in(["train", f"resume={cut}", "epochs=5", f"data.root={moved}", f"hydra.run.dir={tmp_path / 'x'}"])
+    result = expt_in(["train", f"resume={cut}", "epochs=3", f"data.root={moved}", f"hydra.run.dir={tmp_path / 'x'}"])
     assert_one_line(result, 2, "cannot resume", "other epochs")
 
 
@@ -563,9 +563,9 @@ def test_expt_data_without_apt_or_network_is_one_line(tmp_path, expt_in, monkeyp
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_resumes_like_ctrl_c(tmp_path, isolated_env, fmnist_dir):
+def test_sigterm_saves_and_resumes_like_ctrl_c(tmp_path, isolated_env, fmnist_dir, expt_in):
     """A scheduler's stop (SIGTERM, e.g. SLURM at the time limit) keeps the weights; exit 143."""
-    common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=8", "data.train_subset=512"]
+    common = ["train", "debug=fast", f"data.root={fmnist_dir}", "epochs=5", "data.train_subset=512"]
     cut = tmp_path / "cut"
     code, err = signal_after_first_epoch(common, cut, tmp_path, isolated_env, signal.SIGTERM)
     assert code == 143, err
@@ -573,7 +573,6 @@ def test_sigterm_saves_and_resumes_like_ctrl_c(tmp_path, isolated_env, fmnist_di
     assert line.startswith("error: terminated (SIGTERM); weights saved, resume with") and "Traceback" not in err
     assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
     assert (cut / "model.safetensors").exists()
-    resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=tmp_path,
-                       env=isolated_env)
+    resumed = expt_in([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"])
     assert resumed.returncode == 0, resumed.stderr
-    assert pd.read_csv(tmp_path / "resumed" / "metrics.csv")["epoch"].tolist() == list(range(1, 9))
+    assert pd.read_csv(tmp_path / "resumed" / "metrics.csv")["epoch"].tolist() == list(range(1, 6))

@@ -300,12 +300,12 @@ def test_a_gan_run_trains_both_models_and_logs_them(tmp_path, gan_parts, expt_in
 
 
 @pytest.mark.slow
-def test_a_killed_gan_run_resumes_exactly(tmp_path, gan_parts, isolated_env):
+def test_a_killed_gan_run_resumes_exactly(tmp_path, gan_parts, isolated_env, expt_in):
     import signal
 
     import pandas as pd
 
-    from conftest import run_expt, signal_after_first_epoch
+    from conftest import signal_after_first_epoch
     env = isolated_env | {"EXPT_CACHE": gan_parts["env"]["EXPT_CACHE"]}
     common = [*gan_parts["gan"], "epochs=4", "gan.critic_threshold=0.69"]  # the adaptive switcher, both turns
     cut = tmp_path / "cut"
@@ -315,12 +315,12 @@ def test_a_killed_gan_run_resumes_exactly(tmp_path, gan_parts, isolated_env):
     for before, after in moved.items():  # the starting checkpoints moved away: last.pt has every weight
         before.rename(after)
     try:
-        resumed = run_expt([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], tmp_path, env)
+        resumed = expt_in([*common, f"resume={cut}", f"hydra.run.dir={tmp_path / 'resumed'}"], EXPT_CACHE=env["EXPT_CACHE"])
     finally:
         for before, after in moved.items():
             after.rename(before)
     assert resumed.returncode == 0, resumed.stderr
-    full = run_expt([*common, f"hydra.run.dir={tmp_path / 'full'}"], tmp_path, env)
+    full = expt_in([*common, f"hydra.run.dir={tmp_path / 'full'}"], EXPT_CACHE=env["EXPT_CACHE"])
     assert full.returncode == 0, full.stderr
     a, b = (pd.read_csv(tmp_path / run / "metrics.csv") for run in ("full", "resumed"))
     assert list(b["epoch"]) == [1, 2, 3, 4]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_one_line, run_expt
+from conftest import assert_one_line
 from expt.build import build_run, callbacks_for
 from expt.callbacks.lr_find import LRFinderCB
 from expt.learner import Learner
@@ -118,9 +118,8 @@ def test_finder_leaves_no_trace_on_the_run_that_follows(fmnist_dir):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
-def test_lr_find_command(tmp_path, fmnist_dir, isolated_env):
-    result = run_expt(["lr_find", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={tmp_path / 'run'}"],
-                      cwd=tmp_path, env=isolated_env)
+def test_lr_find_command(tmp_path, fmnist_dir, expt_in):
+    result = expt_in(["lr_find", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 0, result.stderr
     table = result.stdout[result.stdout.index("suggestion"):]
     assert table.index("valley (recommended)") < table.index("steep") < table.index("minimum/10")
@@ -132,10 +131,9 @@ def test_lr_find_command(tmp_path, fmnist_dir, isolated_env):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
-def test_train_with_lr_auto(tmp_path, fmnist_dir, isolated_env):
-    result = run_expt(["train", "debug=fast", f"data.root={fmnist_dir}", "optimizer.lr=auto",
-                       "lr_find.suggestion=minimum/10", f"hydra.run.dir={tmp_path / 'run'}"],
-                      cwd=tmp_path, env=isolated_env)
+def test_train_with_lr_auto(tmp_path, fmnist_dir, expt_in):
+    result = expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", "optimizer.lr=auto",
+                      "lr_find.suggestion=minimum/10", f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 0, result.stderr
     found = json.loads((tmp_path / "run" / "lr_find.json").read_text())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -21,15 +21,15 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def sweep(tmp_path, env, data_dir, *args):
-    env = {**env, "EXPT_DATA": str(data_dir), "EXPT_CACHE": str(tmp_path / "cache")}
-    return run_expt(["sweep", "debug=fast", "bs=16", *args,
-                     f"hydra.sweep.dir={tmp_path / 'sw'}"], cwd=tmp_path, env=env)
+def sweep(tmp_path, expt_in, data_dir, *args):
+    """`expt sweep` in the test's process (Hydra's multirun, the launcher's workers where it has them)."""
+    return expt_in(["sweep", "debug=fast", "bs=16", *args, f"hydra.sweep.dir={tmp_path / 'sw'}"],
+                   EXPT_DATA=data_dir, EXPT_CACHE=tmp_path / "cache")
 
 
-def test_sweep_records_a_failing_job_and_goes_on(tmp_path, isolated_env, data_dir):
+def test_sweep_records_a_failing_job_and_goes_on(tmp_path, expt_in, data_dir):
     # cross_entropy cannot train paddy's two heads: exactly one of the four jobs fails
-    result = sweep(tmp_path, isolated_env, data_dir, "data=fashion_mnist,paddy", "loss=cross_entropy,multi_task")
+    result = sweep(tmp_path, expt_in, data_dir, "data=fashion_mnist,paddy", "loss=cross_entropy,multi_task")
     assert result.returncode == 1, result.stderr  # after writing its tables, a sweep with a failed job says so
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 4 jobs did not finish")
     table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
@@ -40,7 +40,7 @@ def test_sweep_records_a_failing_job_and_goes_on(tmp_path, isolated_env, data_di
     assert (tmp_path / "sw" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "3 of 4 jobs ok" in result.stdout
 
-    again = sweep(tmp_path, isolated_env, data_dir, "data=fashion_mnist,paddy", "loss=cross_entropy,multi_task")
+    again = sweep(tmp_path, expt_in, data_dir, "data=fashion_mnist,paddy", "loss=cross_entropy,multi_task")
     assert again.returncode == 1 and again.stdout.count("skipping") == 3  # the failed job runs again
     assert pd.read_csv(tmp_path / "sw" / "sweep.csv")["val/acc"].tolist() == pytest.approx(
         table["val/acc"].tolist(), nan_ok=True)
@@ -53,14 +53,14 @@ def test_sweep_records_a_failing_job_and_goes_on(tmp_path, isolated_env, data_di
     pd.testing.assert_frame_equal(pd.read_csv(copy / "sweep.csv"), pd.read_csv(tmp_path / "sw" / "sweep.csv"))
 
 
-def test_bad_combination_stops_before_any_job(tmp_path, isolated_env, data_dir):
-    result = sweep(tmp_path, isolated_env, data_dir, "arch=resnet_k5,nope")
+def test_bad_combination_stops_before_any_job(tmp_path, expt_in, data_dir):
+    result = sweep(tmp_path, expt_in, data_dir, "arch=resnet_k5,nope")
     assert result.returncode == 2 and "unknown option 'arch/nope'" in result.stderr
     assert not (tmp_path / "sw").exists()
 
 
-def test_joblib_launcher_runs_two_workers(tmp_path, isolated_env, data_dir):
-    result = sweep(tmp_path, isolated_env, data_dir, "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+def test_joblib_launcher_runs_two_workers(tmp_path, expt_in, data_dir):
+    result = sweep(tmp_path, expt_in, data_dir, "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
     assert sorted(table["seed"]) == [1, 2] and (table["status"] == "ok").all()
@@ -110,19 +110,17 @@ def test_aggregate_of_a_folder_without_jobs(tmp_path):
     assert result.returncode == 2 and "holds no sweep jobs" in result.stderr
 
 
-def test_optuna_search(tmp_path, isolated_env, data_dir):
+def test_optuna_search(tmp_path, expt_in, data_dir):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = sweep(tmp_path, isolated_env, data_dir, "hparams_search=fmnist_optuna", "hydra.sweeper.n_trials=2")
+    result = sweep(tmp_path, expt_in, data_dir, "hparams_search=fmnist_optuna", "hydra.sweeper.n_trials=2")
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
     assert len(table) == 2 and table["optimizer.lr"].between(1e-3, 1e-1).all()
     assert (tmp_path / "sw" / "optimization_results.yaml").is_file()
 
 
-def test_train_multirun_is_a_sweep(tmp_path, isolated_env, data_dir):
-    env = {**isolated_env, "EXPT_DATA": str(data_dir)}
-    result = run_expt(["train", "-m", "debug=fast", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sw'}"],
-                      cwd=tmp_path, env=env)
+def test_train_multirun_is_a_sweep(tmp_path, expt_in, data_dir):
+    result = expt_in(["train", "-m", "debug=fast", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sw'}"], EXPT_DATA=data_dir)
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(tmp_path / "sw" / "sweep.csv")) == 2 and (tmp_path / "sw" / "leaderboard.md").is_file()
 
@@ -160,11 +158,10 @@ def test_the_sweep_title_stays_on_one_line_whatever_the_path(tmp_path):
     assert f"sweep: 2 of 2 jobs ok ({deep})" in result.stdout.splitlines()
 
 
-def test_the_readmes_sweep_without_dash_m_runs(tmp_path, isolated_env, data_dir):
+def test_the_readmes_sweep_without_dash_m_runs(tmp_path, expt_in, data_dir):
     """`expt sweep arch=... seed=1,2,3` as the README and `expt --help` write it: no -m, no
     hydra.sweep.dir (the folder argument once landed after the overrides, which argparse refused)."""
-    env = {**isolated_env, "EXPT_DATA": str(data_dir)}
-    result = run_expt(["sweep", "seed=1", "debug=fast", "bs=16", "data.train_subset=64"], cwd=tmp_path, env=env)
+    result = expt_in(["sweep", "seed=1", "debug=fast", "bs=16", "data.train_subset=64"], EXPT_DATA=data_dir)
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "outputs" / "sweeps").glob("*/*/job_*/summary.json"))) == 1
     assert "1 of 1 jobs ok" in result.stdout

@@ -8,7 +8,6 @@ from rich.console import Console
 from safetensors.torch import save_file
 from torch import nn
 
-from conftest import run_expt
 from expt.build import build_model, build_run
 from expt.rebuild import model_from_checkpoint
 from expt.checkpoint import save_model
@@ -100,9 +99,9 @@ def test_checkpoint_round_trip_gives_identical_predictions(tmp_path, fmnist_dir)
     assert torch.equal(run.model.eval()(x), again(x))
 
 
-def test_unknown_name_and_fixed_size_are_one_line_errors(tmp_path, fmnist_dir, isolated_env):
-    result = run_expt(["summary", "debug=fast", f"data.root={fmnist_dir}", "arch=timm", "arch.name=resnet18x",
-                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=isolated_env)
+def test_unknown_name_and_fixed_size_are_one_line_errors(tmp_path, fmnist_dir, expt_in):
+    result = expt_in(["summary", "debug=fast", f"data.root={fmnist_dir}", "arch=timm", "arch.name=resnet18x",
+                      f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 2 and "close matches: resnet18" in result.stderr and "Traceback" not in result.stderr
     with pytest.raises(ConfigError, match="takes only 224x224 images and the data is 28x28"):
         build_model(timm_arch("vit_tiny_patch16_224", input_size=None), (0.3,), (0.3,), 10, (1, 28, 28))
@@ -137,9 +136,8 @@ def test_finetune_needs_a_classifier_head(fmnist_dir):
         build_run(composed(["debug=fast", f"data.root={fmnist_dir}", "finetune.freeze_epochs=1"]))
 
 
-def test_summary_command_and_train_totals(tmp_path, fmnist_dir, isolated_env):
-    result = run_expt(["summary", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={tmp_path / 'run'}"],
-                      cwd=tmp_path, env=isolated_env)
+def test_summary_command_and_train_totals(tmp_path, fmnist_dir, expt_in):
+    result = expt_in(["summary", "debug=fast", f"data.root={fmnist_dir}", f"hydra.run.dir={tmp_path / 'run'}"])
     assert result.returncode == 0, result.stderr
     md = (tmp_path / "run" / "summary.md").read_text()
     assert "| **total** | | | | **1,230,436** |" in md and "body.0.convs.0.0" in md and "Conv2d" in md

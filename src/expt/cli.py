@@ -86,6 +86,8 @@ def check_overrides(overrides: list[str], command: str = "train"):
         raise ConfigError(f"unknown setting {extra[0]!r}: expt has no such run setting, so nothing would read it{hint}")
     if cfg.dist.nproc < 1:
         raise ConfigError(f"dist.nproc={cfg.dist.nproc} must be at least 1 (the number of processes of one run)")
+    if cfg.dist.nproc > 1 and (cfg.get("gan") or {}).get("_target_", "expt.gan.none") != "expt.gan.none":
+        raise ConfigError("a GAN run trains its two models on one device for now: run it with dist.nproc=1")
     return cfg
 
 
