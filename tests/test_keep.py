@@ -126,11 +126,13 @@ def test_best_model_early_stop_and_resume_end_to_end(tmp_path, fmnist_dir, expt_
     assert result.returncode == 0, result.stderr
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["status"] == "early_stopped" and summary["stopped_epoch"] == 4 and summary["epochs"] == 4
+    assert "stopped early after epoch 4: val/acc has not improved for 3 epochs" in result.stdout
     assert list(pd.read_csv(resumed / "metrics.csv")["epoch"]) == [1, 2, 3, 4]
 
     metrics = pd.read_csv(resumed / "metrics.csv")
     best = int(metrics["val/acc"].idxmax())  # the first epoch of the highest value
     assert summary["best/epoch"] == best + 1 and summary["best/val/acc"] == metrics["val/acc"][best]
+    assert f"best: epoch {best + 1}, val/acc {summary['best/val/acc']:.4f} (model_best.safetensors)" in result.stdout
     _, meta = read_checkpoint(resumed / "model_best.safetensors")  # carried from cut/ when the best came before
     assert meta["epoch"] == best + 1 and meta["best"]["val/acc"] == summary["best/val/acc"]
     tta = expt_in(["tta", f"ckpt={resumed / 'model_best.safetensors'}", "tta.names=[identity]"])

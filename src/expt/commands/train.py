@@ -144,8 +144,11 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
         summary["error"] = learn.stop_reason
     if status == "early_stopped":
         summary["stopped_epoch"], summary["stop_reason"] = learn.history[-1]["epoch"], learn.stop_reason
+        console.print(f"stopped early after epoch {summary['stopped_epoch']}: {learn.stop_reason}")
     if (run_dir / BEST).is_file():
         summary["best/checkpoint"] = str(run_dir / BEST)
+        headline = run.task.headline
+        console.print(f"best: epoch {summary['best/epoch']}, {headline} {summary[f'best/{headline}']:.4f} ({BEST})")
     if primary:
         write_json(run_dir / "summary.json", summary)
     return summary
