@@ -132,6 +132,20 @@ def expt_in(tmp_path, monkeypatch):
     return in_process(monkeypatch, tmp_path)
 
 
+def ctrl_c_after_epoch(monkeypatch, epoch: int):
+    """What Ctrl-C during epoch `epoch + 1` does, in this process: the checkpoint of `epoch` is
+    saved, then KeyboardInterrupt. Returns the undo, for the runs after it."""
+    from expt.callbacks import CheckpointCB
+    save = CheckpointCB.after_epoch
+
+    def interrupted(self, learn):
+        save(self, learn)
+        if learn.epoch + 1 == epoch:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(CheckpointCB, "after_epoch", interrupted)
+    return lambda: monkeypatch.setattr(CheckpointCB, "after_epoch", save)
+
+
 def assert_one_line(result, code: int, *phrases: str) -> str:
     """The command failed with `code`, printing one line that starts with 'error:', holds every
     phrase, and no traceback."""

@@ -17,7 +17,7 @@ from expt.callbacks.training import EarlyStopCB, stale_epochs
 from expt.checkpoint import read_checkpoint
 from expt.learner import Callback, Learner
 
-from conftest import assert_one_line
+from conftest import assert_one_line, ctrl_c_after_epoch
 
 
 def rows(values, metric="val/acc"):
@@ -110,17 +110,11 @@ def test_best_model_early_stop_and_resume_end_to_end(tmp_path, fmnist_dir, expt_
     """min_delta=1 never counts an improvement after the first epoch: patience=3 stops after epoch
     4, whatever the metrics are. A Ctrl-C after epoch 2 and a resume stop there too; resuming that
     run again is refused; model_best's metric is summary.json's best, and evaluating it gives it."""
-    save = CheckpointCB.after_epoch
-
-    def ctrl_c_after_epoch_2(self, learn):
-        save(self, learn)
-        if learn.epoch == 1:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(CheckpointCB, "after_epoch", ctrl_c_after_epoch_2)
+    undo = ctrl_c_after_epoch(monkeypatch, 2)
     common = [*SMALL, f"data.root={fmnist_dir}", "epochs=6", "early_stop.patience=3", "early_stop.min_delta=1.0"]
     cut, resumed = tmp_path / "cut", tmp_path / "resumed"
     assert_one_line(expt_in(["train", *common, f"hydra.run.dir={cut}"]), 130, "interrupted")
-    monkeypatch.setattr(CheckpointCB, "after_epoch", save)
+    undo()
 
     result = expt_in(["train", f"resume={cut}", f"hydra.run.dir={resumed}"])
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line, in_process
+from conftest import assert_one_line, ctrl_c_after_epoch, in_process
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -83,20 +83,13 @@ def test_wandb_offline_writes_its_run_folder(logged):
 
 def test_a_resumed_run_goes_on_in_its_mlflow_run_and_tensorboard_curve(tmp_path, fmnist_dir, expt_in, monkeypatch,
                                                                         uri):
-    from expt.callbacks import CheckpointCB
-    save = CheckpointCB.after_epoch
-
-    def ctrl_c_after_epoch_2(self, learn):
-        save(self, learn)
-        if learn.epoch == 1:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(CheckpointCB, "after_epoch", ctrl_c_after_epoch_2)
+    undo = ctrl_c_after_epoch(monkeypatch, 2)
     loggers = ["logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={uri}", "logger.mlflow.artifacts=false",
                "logger.mlflow.experiment=resumed"]
     cut, resumed = tmp_path / "cut", tmp_path / "resumed"
     assert_one_line(expt_in(["train", *SMALL, f"data.root={fmnist_dir}", "epochs=4", *loggers, f"hydra.run.dir={cut}"]),
                     130, "interrupted")
-    monkeypatch.setattr(CheckpointCB, "after_epoch", save)
+    undo()
     result = expt_in(["train", f"resume={cut}", f"hydra.run.dir={resumed}"])
     assert result.returncode == 0, result.stderr
 
