@@ -38,7 +38,7 @@ class Recorder(Callback):
 def test_event_order_for_one_epoch():
     rec = Recorder()
     learner([rec]).fit(1)
-    train_batch = ["before_batch", "after_loss", "after_step", "after_batch"]
+    train_batch = ["before_batch", "after_loss", "before_step", "after_step", "after_batch"]
     valid_batch = ["before_batch", "after_loss", "after_batch"]
     assert rec.events == (["before_fit", "before_epoch", "before_train"] + train_batch * 2 + ["after_train",
                           "before_validate"] + valid_batch * 3 + ["after_validate", "after_epoch", "after_fit"])
@@ -140,3 +140,46 @@ def test_device_loader_state_round_trip():
     a = torch.cat([b[1] for b in train_dl])
     train_dl.load_state_dict(state)
     assert torch.equal(a, torch.cat([b[1] for b in train_dl]))
+
+
+class SetScaler(Callback):
+    """fp16's loss scaling on the CPU: the gradients arrive 1024 times too large."""
+
+    def before_fit(self, learn):
+        learn.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+
+
+@pytest.mark.parametrize("mode", ["norm", "value"])
+def test_clip_grad_bounds_the_gradients_after_unscaling(mode):
+    """One SGD step of lr 1 moves the weights by the clipped gradient: of norm (or largest element)
+    exactly clip_grad when the gradient was larger, in true units whatever the loss scale."""
+    from expt.callbacks.training import GradClipCB
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3, bias=False)
+    x, y = torch.randn(8, 4) * 100, torch.randint(0, 3, (8,))
+    before = model.weight.detach().clone()
+    raw = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), model.weight)[0]
+    assert raw.norm() > 1 and raw.abs().max() > 0.5
+    limit = 1.0 if mode == "norm" else 0.5
+    learn = Learner(model, [(x, y)], [], nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=1.0),
+                    [SetScaler(), GradClipCB(limit, mode)])
+    learn.fit(1)
+    step = before - model.weight.detach()
+    size = step.norm() if mode == "norm" else step.abs().max()
+    assert size.item() == pytest.approx(limit, rel=1e-5)
+    if mode == "norm":  # the direction is the gradient's
+        assert torch.allclose(step / step.norm(), raw / raw.norm(), atol=1e-5)
+
+
+def test_clip_grad_trains_and_its_settings_are_checked(tmp_path, fmnist_dir, expt_in):
+    from conftest import assert_one_line
+    small = ["train", "debug=fast", f"data.root={fmnist_dir}", "data.train_subset=64", "data.valid_subset=32", "bs=32"]
+    result = expt_in([*small, "clip_grad=0.5", "clip_grad_mode=value", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert result.returncode == 0, result.stderr
+    for override, phrase in (("clip_grad=0", "clip_grad=0.0 must be above 0"),
+                             ("clip_grad_mode=l2", "clip_grad_mode='l2' is not one of norm, value")):
+        assert_one_line(expt_in([*small, override, f"hydra.run.dir={tmp_path / 'x'}"]), 2, phrase)
+    # clipping is part of the recipe: a resume with another clip_grad is refused
+    result = expt_in(["train", f"resume={tmp_path / 'run'}", "epochs=2", "clip_grad=1.0",
+                      f"hydra.run.dir={tmp_path / 'r'}"])
+    assert_one_line(result, 2, "cannot resume", "clip_grad")

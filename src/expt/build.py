@@ -26,7 +26,7 @@ from .callbacks.checkpoint import KEEP
 from .callbacks.curves import CurvesCB
 from .callbacks.distributed import DistributedCB
 from .callbacks.loggers import LogRun, require
-from .callbacks.training import EarlyStopCB
+from .callbacks.training import EarlyStopCB, GradClipCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
 from .errors import CheckpointError, ConfigError
@@ -73,6 +73,8 @@ class Run:
     frozen: list[nn.Parameter]  # the body, trained only after freeze_epochs (fine-tuning)
     freeze_epochs: int
     seed: int
+    clip_grad: float | None = None  # each step's gradients clipped to this (clip_grad_mode: norm or value)
+    clip_grad_mode: str = "norm"
     sched: LRScheduler | None = None
     peak_lr: float | None = None
     gan: GanStep | None = None  # the training step of a GAN run (gan=superres, dcgan), else None: the learner's
@@ -166,9 +168,13 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
 
 
 def check_keeping(cfg: DictConfig) -> None:
-    """checkpoint.keep, early_stop's values, and each logger's library installed."""
+    """clip_grad, checkpoint.keep, early_stop's values, and each logger's library installed."""
     if cfg.checkpoint.keep not in KEEP:
         raise ConfigError(f"checkpoint.keep={cfg.checkpoint.keep!r} is not one of {', '.join(KEEP)}")
+    if cfg.clip_grad is not None and not cfg.clip_grad > 0:
+        raise ConfigError(f"clip_grad={cfg.clip_grad} must be above 0 (or null: no clipping)")
+    if cfg.clip_grad_mode not in GradClipCB.MODES:
+        raise ConfigError(f"clip_grad_mode={cfg.clip_grad_mode!r} is not one of {', '.join(GradClipCB.MODES)}")
     patience, min_delta = cfg.early_stop.patience, cfg.early_stop.min_delta
     if patience is not None and patience < 1:
         raise ConfigError(f"early_stop.patience={patience} must be at least 1 (or null: never stop early)")
@@ -255,7 +261,8 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
               loss=build_loss(cfg.loss, task).to(runtime.device), opt=opt, augment=augment,
               train_dl=train_dl, valid_dl=valid_dl, runtime=runtime, schedule=make("schedule", cfg.schedule),
               total_steps=cfg.epochs * len(train_dl), lr_auto=cfg.optimizer.get("lr") == "auto",
-              input_shape=input_shape, frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs, seed=cfg.seed)
+              input_shape=input_shape, frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs, seed=cfg.seed,
+              clip_grad=cfg.clip_grad, clip_grad_mode=cfg.clip_grad_mode)
     if gan is not None:
         run.gan, run.fid_features = build_gan(gan, run, group_node(cfg, "optimizer"), critic_arch)
     if not run.lr_auto:
@@ -355,12 +362,13 @@ class FitRecord:
 
 def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
     """Every callback of a run, assembled here alone. Any use of the run's training step (the lr
-    finder's too) gets those that shape each step: mixed precision and augmentation. A fit adds the
-    metrics, the schedule, the checkpoint, fine-tuning's freeze, a GAN's checks and val/fid, on the
-    process that prints the progress table, metrics.png and the task's pictures, and under torchrun
-    DDP."""
+    finder's too) gets those that shape each step: mixed precision, augmentation, gradient clipping.
+    A fit adds the metrics, the schedule, the checkpoint, fine-tuning's freeze, early stopping, a
+    GAN's checks and val/fid, on the process that prints the progress table, metrics.png, the task's
+    pictures and the loggers, and under torchrun DDP."""
     callbacks = [PrecisionCB(run.precision, run.device.type)] if run.precision != "fp32" else []
     callbacks += [AugmentCB(run.augment, run.task.paired)] if run.augment is not None else []
+    callbacks += [GradClipCB(run.clip_grad, run.clip_grad_mode)] if run.clip_grad is not None else []
     if fit is None:
         return callbacks
     metrics = MetricsCB(run.task, GanStep.PARTS if run.gan is not None else ())

@@ -1,7 +1,7 @@
 """The training loop, its events, the parts of a training step, and the state callbacks share.
 
-Events, in order: before_fit, (before_epoch, before_train, [before_batch, after_loss, after_step,
-after_batch]*, after_train, before_validate, [before_batch, after_loss, after_batch]*,
+Events, in order: before_fit, (before_epoch, before_train, [before_batch, after_loss, before_step,
+after_step, after_batch]*, after_train, before_validate, [before_batch, after_loss, after_batch]*,
 after_validate, after_epoch)*, after_fit. Raise a Cancel*Exception from any of them to skip the
 rest of that batch, epoch, or the whole fit: the matching after_* event still runs. Any other
 exception (a higher-level cancel, an error, Ctrl-C) skips the after_* events it passes through.
@@ -151,11 +151,15 @@ class Learner:
 
     def optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer | None = None,
                        scaler: torch.amp.GradScaler | None = None) -> None:
-        """Backward of the scaled loss, the optimizer's step through the scaler (which skips it when
-        fp16 gradients overflowed, and unscales them first), the scaler's update, zero_grad. `opt` and
-        `scaler` default to the learner's (a GAN's critic has its own)."""
+        """Backward of the scaled loss, before_step (the gradients are there: `step_opt` and
+        `step_scaler` name the optimizer and scaler of this step), the optimizer's step through the
+        scaler (which skips it when fp16 gradients overflowed, and unscales them first unless a
+        callback did), the scaler's update, zero_grad. `opt` and `scaler` default to the learner's (a
+        GAN's critic has its own)."""
         opt, scaler = opt or self.opt, scaler or self.scaler
         scaler.scale(loss).backward()
+        self.step_opt, self.step_scaler = opt, scaler  # what before_step's callbacks act on (gradient clipping)
+        self.callback("before_step")
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)

@@ -57,6 +57,8 @@ class RunSchema:
     device: str = "auto"
     channels_last: Any = "auto"
     compile: bool = False
+    clip_grad: Optional[float] = None
+    clip_grad_mode: str = "norm"
     resume: Optional[str] = None
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
     input: Optional[str] = None  # expt predict: a folder (or one image) to classify or restore

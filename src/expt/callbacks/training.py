@@ -95,3 +95,22 @@ class EarlyStopCB(Callback):
             self.stopped = learn.epoch + 1
             learn.stop(f"{self.metric} has not improved for {stale} epochs (early_stop.patience={self.patience})",
                        "early_stopped")
+
+
+class GradClipCB(Callback):
+    """Clips each step's gradients before the optimizer uses them: their total norm to `max_value`
+    (`mode="norm"`), or each element to +-max_value (`"value"`), after unscaling fp16's scaled
+    gradients (the scaler then steps without unscaling them twice)."""
+
+    MODES = ("norm", "value")
+
+    def __init__(self, max_value: float, mode: str = "norm"):
+        self.max_value, self.mode = max_value, mode
+
+    def before_step(self, learn) -> None:
+        learn.step_scaler.unscale_(learn.step_opt)
+        params = [p for group in learn.step_opt.param_groups for p in group["params"] if p.grad is not None]
+        if self.mode == "norm":
+            torch.nn.utils.clip_grad_norm_(params, self.max_value, foreach=True)
+        else:
+            torch.nn.utils.clip_grad_value_(params, self.max_value, foreach=True)

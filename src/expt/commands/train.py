@@ -26,7 +26,7 @@ from ..lr_find import find_lr, report
 from ..model_table import ModelSummary, example_batch, summarize_model
 from .runner import job_context
 
-MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs")
+MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs", "clip_grad")
 WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
 
 
@@ -39,6 +39,8 @@ CROSS_ENTROPY = {"_target_": "torch.nn.CrossEntropyLoss"}
 def recipe(config: dict) -> dict:
     """What defines a run's training: MUST_MATCH_ON_RESUME, less the settings of WHERE_NOT_WHAT."""
     out = {k: config.get(k) for k in MUST_MATCH_ON_RESUME}
+    if out["clip_grad"] is not None:  # its mode matters only when it clips (older run folders have neither)
+        out["clip_grad"] = [out["clip_grad"], config.get("clip_grad_mode", "norm")]
     if out["loss"] == AUTO_LOSS:
         out["loss"] = CROSS_ENTROPY
     for group, keys in WHERE_NOT_WHAT.items():
