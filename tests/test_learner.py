@@ -1,3 +1,5 @@
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -183,3 +185,39 @@ def test_clip_grad_trains_and_its_settings_are_checked(tmp_path, fmnist_dir, exp
     result = expt_in(["train", f"resume={tmp_path / 'run'}", "epochs=2", "clip_grad=1.0",
                       f"hydra.run.dir={tmp_path / 'r'}"])
     assert_one_line(result, 2, "cannot resume", "clip_grad")
+
+
+def test_decay_norm_bias_false_leaves_norm_weights_and_biases_without_decay(fmnist_dir):
+    """optimizer.decay_norm_bias=false: every parameter of one dimension (BatchNorm's weight and
+    bias, every bias) sits in a group of weight decay 0, every other one keeps the optimizer's; each
+    parameter is in exactly one group; fine-tuning's groups are split the same way."""
+    from hydra import compose, initialize_config_module
+
+    from expt.build import build_run, param_groups
+    from expt.schema import register_schema
+    register_schema()
+    with initialize_config_module("expt.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["debug=fast", f"data.root={fmnist_dir}", "optimizer.decay_norm_bias=false",
+                                           "optimizer.weight_decay=0.05"])
+    run = build_run(cfg)
+    seen = [id(p) for group in run.opt.param_groups for p in group["params"]]
+    assert sorted(seen) == sorted(id(p) for p in run.model.parameters())  # each once
+    for group in run.opt.param_groups:
+        assert all(p.ndim <= 1 for p in group["params"]) == (group["weight_decay"] == 0.0)
+        assert group["weight_decay"] in (0.0, 0.05)
+    assert any(g["weight_decay"] == 0.0 for g in run.opt.param_groups)
+    groups, _ = param_groups(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), 0, 1.0)
+    assert len(groups) == 1 and "weight_decay" not in groups[0]  # the default decays everything
+
+    class Body(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.head = nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)
+
+        def get_classifier(self):
+            return self.head
+    model = nn.Sequential(OrderedDict(body=Body()))
+    groups, frozen = param_groups(model, 1, 0.1, decay_norm_bias=False)
+    shapes = [(g["lr_mult"], g.get("weight_decay"), [tuple(p.shape) for p in g["params"]]) for g in groups]
+    assert shapes == [(0.1, None, [(3, 3)]), (0.1, 0.0, [(3,), (3,), (3,)]), (1.0, None, [(2, 3)]), (1.0, 0.0, [(2,)])]
+    assert len(frozen) == 4  # the body, whatever its decay

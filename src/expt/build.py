@@ -145,14 +145,29 @@ def build_loss(node: DictConfig, task: Task) -> nn.Module:
     return loss
 
 
-def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> tuple[list[dict], list]:
+def without_decay(groups: list[dict]) -> list[dict]:
+    """Each group split in two: its parameters of one dimension (norm layers' weights, biases) in a
+    group of its own with weight_decay 0 (lesson 11: decay has no regularising effect through a
+    norm layer), the others as they were."""
+    out = []
+    for group in groups:
+        flat = [p for p in group["params"] if p.ndim <= 1]
+        out += [{**group, "params": [p for p in group["params"] if p.ndim > 1]}]
+        out += [{**group, "params": flat, "weight_decay": 0.0}] if flat else []
+    return [g for g in out if g["params"]]
+
+
+def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float,
+                 decay_norm_bias: bool = True) -> tuple[list[dict], list]:
     """Optimizer groups, each with an `lr_mult`. Fine-tuning (freeze_epochs > 0) splits the model
     into its new part (lr x1: a classifier's head, a U-Net's decoder) and its pretrained body (lr x
-    body_lr_mult, frozen at first: a classifier's body, a U-Net's encoder)."""
+    body_lr_mult, frozen at first: a classifier's body, a U-Net's encoder). decay_norm_bias=False:
+    norm layers' weights and biases in groups without weight decay."""
     if freeze_epochs < 0 or body_lr_mult <= 0:
         raise ConfigError("finetune needs freeze_epochs >= 0 and body_lr_mult > 0")
     if freeze_epochs == 0:
-        return [{"params": list(model.parameters()), "lr_mult": 1.0}], []
+        groups = [{"params": list(model.parameters()), "lr_mult": 1.0}]
+        return (groups if decay_norm_bias else without_decay(groups)), []
     get_classifier = getattr(model.body, "get_classifier", None)
     if isinstance(model.body, DynamicUnet):
         pretrained = {id(p) for p in model.body.encoder.parameters()}
@@ -163,8 +178,9 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float) -> t
         raise ConfigError("finetune.freeze_epochs needs a model with a pretrained body to freeze (arch=timm: all "
                           "but the classifier head; arch=unet: the encoder); set finetune.freeze_epochs=0")
     body = [p for p in model.parameters() if id(p) in pretrained]
-    return [{"params": body, "lr_mult": body_lr_mult},
-            {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr_mult": 1.0}], body
+    groups = [{"params": body, "lr_mult": body_lr_mult},
+              {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr_mult": 1.0}]
+    return (groups if decay_norm_bias else without_decay(groups)), body
 
 
 def check_keeping(cfg: DictConfig) -> None:
@@ -204,6 +220,8 @@ def check_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
     check_groups(cfg)
     check_optimizer(group_node(cfg, "optimizer"))
+    if not isinstance(cfg.optimizer.get("decay_norm_bias", True), bool):
+        raise ConfigError(f"optimizer.decay_norm_bias={cfg.optimizer.decay_norm_bias!r} must be true or false")
     check_lr_find(cfg.lr_find)
     check_keeping(cfg)
     arch = cfg.arch
@@ -253,7 +271,8 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
     augment = make("augment", cfg.augment)
     if isinstance(task, Generate):
         train_dl, valid_dl = noise_loaders(train_dl, valid_dl, model, augment, cfg.seed)
-    groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult)
+    groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult,
+                                  cfg.optimizer.get("decay_norm_bias", True))
     opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
     for group in opt.param_groups:
         group["lr"] *= group["lr_mult"]

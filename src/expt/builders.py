@@ -24,11 +24,18 @@ from .tasks import task_from_meta
 LR_PLACEHOLDER = 1e-3  # the optimizer's lr until the finder has chosen one (optimizer.lr=auto)
 
 
+NOT_THE_BUILDERS = {"optimizer": ("decay_norm_bias",)}  # keys expt reads itself (param_groups), not the builder
+
+
 def group_node(cfg: DictConfig, group: str) -> DictConfig:
-    """A group's node, with optimizer.lr=auto replaced by a placeholder number."""
+    """A group's node as its builder takes it: optimizer.lr=auto replaced by a placeholder number,
+    the keys expt reads itself (optimizer.decay_norm_bias) left out."""
     node = cfg[group]
     if group == "optimizer" and node.get("lr") == "auto":
         node = OmegaConf.merge(node, {"lr": LR_PLACEHOLDER})
+    own = [k for k in NOT_THE_BUILDERS.get(group, ()) if k in node]
+    if own:
+        node = OmegaConf.create({k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in own})
     return node
 
 

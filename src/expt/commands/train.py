@@ -39,6 +39,8 @@ CROSS_ENTROPY = {"_target_": "torch.nn.CrossEntropyLoss"}
 def recipe(config: dict) -> dict:
     """What defines a run's training: MUST_MATCH_ON_RESUME, less the settings of WHERE_NOT_WHAT."""
     out = {k: config.get(k) for k in MUST_MATCH_ON_RESUME}
+    if isinstance(out["optimizer"], dict):  # run folders from before optimizer.decay_norm_bias decayed everything
+        out["optimizer"] = {"decay_norm_bias": True, **out["optimizer"]}
     if out["clip_grad"] is not None:  # its mode matters only when it clips (older run folders have neither)
         out["clip_grad"] = [out["clip_grad"], config.get("clip_grad_mode", "norm")]
     if out["loss"] == AUTO_LOSS:
