@@ -7,6 +7,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from expt.build import build_loss, build_model, check_groups, make
+from expt.builders import group_node
 from expt.data import ImageData
 from expt.errors import ConfigError
 from expt.schema import register_schema
@@ -103,7 +104,7 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
             else tiny_data())
     task = Generate.from_data(data) if generate else task_for(data)
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, tuple(data.train_x.shape[1:]))
-    opt = make("optimizer", cfg.optimizer)(model.parameters())
+    opt = make("optimizer", group_node(cfg, "optimizer"))(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
     loss = build_loss(cfg.loss, task)
     augment = make("augment", cfg.augment)
@@ -128,9 +129,9 @@ def gan_step_runs(spec, cfg, data, task, model, loss, inputs) -> None:
     from expt.build import build_gan_step
     from expt.learner import Learner
     run = SimpleNamespace(task=task, data=data, model=model, device=torch.device("cpu"), precision="fp32")
-    step = build_gan_step(spec, run, cfg.optimizer, torch.contiguous_format)
+    step = build_gan_step(spec, run, group_node(cfg, "optimizer"), torch.contiguous_format)
     x = data.train_x.float() / 255
-    learn = Learner(model, [], [], loss, make("optimizer", cfg.optimizer)(model.parameters()), step=step)
+    learn = Learner(model, [], [], loss, make("optimizer", group_node(cfg, "optimizer"))(model.parameters()), step=step)
     learn.xb, learn.yb, learn.training = inputs, x, True
     for turn in (False, True):
         step.switcher.generator_turn = turn

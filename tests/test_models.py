@@ -3,10 +3,10 @@ import torch
 from torch import nn
 
 from expt.models.layers import GeneralRelu, Normalize, ResBlock
-from expt.models.resnet import resnet, resnet_k5
+from expt.models.resnet import cnn, resnet, resnet_k5
 
 
-@pytest.mark.parametrize("builder", [resnet, resnet_k5])
+@pytest.mark.parametrize("builder", [cnn, resnet, resnet_k5])
 @pytest.mark.parametrize("n_in", [1, 3])
 def test_forward_backward(builder, n_in):
     torch.manual_seed(0)
@@ -26,6 +26,22 @@ def test_resnet_k5_shape():
     assert [m.convs[1][0].out_channels for m in model if isinstance(m, ResBlock)] == [16, 32, 64, 128, 256]
     assert isinstance(model[-1], nn.BatchNorm1d) and isinstance(model[-4], nn.AdaptiveAvgPool2d)
     assert resnet_k5(n_in=1, n_out=10)(torch.randn(2, 1, 64, 64)).shape == (2, 10)  # any input size
+
+
+def test_the_lessons_cnn_is_its_stride_1_conv_four_stride_2_blocks_and_a_conv_to_the_classes():
+    """arch=cnn (lesson 18's baseline): 8 -> 128 channels, the classes from a 1x1 grid at 28 px, so
+    it takes 17 to 32 pixels a side; its last conv is normalised and has no activation."""
+    from expt.builders import check_input_size
+    from expt.errors import ConfigError
+    model = cnn(n_in=1, n_out=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 32, 64, 128, 10]
+    assert [c.stride for c in convs] == [(1, 1)] + [(2, 2)] * 5
+    assert isinstance(model[-1], nn.Flatten) and not isinstance(model[-2][-1], GeneralRelu)
+    assert model[:-1](torch.randn(2, 1, 28, 28)).shape == (2, 10, 1, 1)
+    check_input_size(model, (1, 28, 28))
+    with pytest.raises(ConfigError, match="17 to 32 pixels a side"):
+        check_input_size(model, (1, 64, 64))
 
 
 def test_resnet_reaches_a_1x1_grid_from_28px():

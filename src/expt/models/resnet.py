@@ -1,14 +1,26 @@
-"""ResNets from lesson 18 of the fast.ai 2022 course (notebooks 13_resnet and 14_augment)."""
+"""Lesson 18 of the fast.ai 2022 course (notebooks 13_resnet and 14_augment): its baseline CNN and
+its ResNets."""
 
 from collections.abc import Sequence
 
 from torch import nn
 
-from .layers import ResBlock, init_weights
+from .layers import ResBlock, conv, init_weights
 
 
 def head(nf: int, n_out: int) -> list[nn.Module]:
     return [nn.Flatten(), nn.Linear(nf, n_out, bias=False), nn.BatchNorm1d(n_out)]
+
+
+def cnn(n_in: int, n_out: int, nfs: Sequence[int] = (8, 16, 32, 64, 128)) -> nn.Sequential:
+    """The lesson's baseline before ResNets: a stride-1 conv, stride-2 conv / BatchNorm /
+    GeneralRelu blocks, a last stride-2 conv to the classes (BatchNorm, no activation), flatten
+    (28 px in: 28 -> 28 -> 14 -> 7 -> 4 -> 2 -> 1)."""
+    layers = [conv(n_in, nfs[0], stride=1)]
+    layers += [conv(a, b) for a, b in zip(nfs[:-1], nfs[1:])]
+    model = init_weights(nn.Sequential(*layers, conv(nfs[-1], n_out, act=False), nn.Flatten()))
+    model.input_sizes = input_sizes(len(nfs), reach_1x1=True)
+    return model
 
 
 def resnet(n_in: int, n_out: int, nfs: Sequence[int] = (8, 16, 32, 64, 128, 256),
