@@ -203,7 +203,7 @@ def check_keeping(cfg: DictConfig) -> None:
 
 def check_headline(cfg: DictConfig, task: Task) -> None:
     """A run that keeps its best model only, or stops early, has the headline metric to judge by."""
-    if isinstance(task, Generate) and task.headline == "val/fid" and cfg.gan.get("fid_features") is None:
+    if isinstance(task, Generate) and cfg.gan.get("fid_features") is None:
         for wants, setting in ((cfg.checkpoint.keep == "best", "checkpoint.keep=best"),
                                (cfg.early_stop.patience is not None, "early_stop.patience")):
             if wants:

@@ -73,13 +73,13 @@ def flat(config, prefix: str = "") -> dict[str, str]:
 
 
 class Logger(Callback):
-    """What every logger shares: its place after the checkpoint, its run."""
+    """What every logger shares: its place after the checkpoint, its run, the library it needs (which
+    build.check_settings finds installed before anything loads)."""
 
     order = CheckpointCB.order + 1  # after the checkpoint kept the epoch
     library = extra = name = ""
 
     def __init__(self, run: LogRun):
-        require(self.library, self.extra, self.name)
         self.run = run
 
 

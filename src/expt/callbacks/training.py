@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from ..learner import Callback
-from .checkpoint import CheckpointCB, improves
+from .checkpoint import CheckpointCB, best_epoch
 
 
 class ScheduleCB(Callback):
@@ -70,11 +70,8 @@ class FreezeCB(Callback):
 def stale_epochs(history: list[dict], metric: str, higher_is_better: bool, min_delta: float = 0.0) -> int:
     """How many epochs at the end of `history` have not improved `metric` by more than min_delta on
     the best before them (the count a resumed run replays from its restored history)."""
-    best_at, best = -1, None
-    for i, row in enumerate(history):
-        if improves(row.get(metric), best, higher_is_better, min_delta):
-            best_at, best = i, row[metric]
-    return len(history) - 1 - best_at
+    best_at, _ = best_epoch(history, metric, higher_is_better, min_delta)
+    return len(history) if best_at is None else history[-1]["epoch"] - best_at  # epochs are 1, 2, ... in order
 
 
 class EarlyStopCB(Callback):

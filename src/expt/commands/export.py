@@ -28,6 +28,7 @@ from ..metrics import psnr
 from ..rebuild import build_eval, model_from_checkpoint
 from ..tasks import Classify, MultiLabel, Restore, task_from_meta
 from ..tasks.multilabel import fbeta_per_sample
+from ..tta import accuracy
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "torch_export": ".pt2"}
 EXTRAS = {"onnx": "onnx, onnxscript", "torchscript": "", "torch_export": ""}
@@ -163,7 +164,7 @@ def headline(task, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[str, f
     if isinstance(task, Classify):
         first = next(iter(task.sizes.values()))
         truth = targets[:, 0] if task.multi else targets
-        return "accuracy", (outputs[:, :first].argmax(1) == truth).float().mean().item()
+        return "accuracy", accuracy(outputs[:, :first], truth)
     if isinstance(task, MultiLabel):
         predicted = torch.sigmoid(outputs) > task.threshold
         return "F1", fbeta_per_sample(predicted, targets.bool(), 1.0).mean().item()

@@ -98,8 +98,8 @@ def check_finished(summary: dict, run_dir: Path) -> None:
         raise Unfinished(f"{signals.interrupted_by()}; weights saved, resume with `expt train resume={run_dir}`",
                          signals.interrupted_code())
     if summary.get("status") == "diverged":
-        model = next((p for p in (run_dir / "model.safetensors", run_dir / "model_best.safetensors") if p.is_file()), None)
-        kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {model}" if model is not None
-                and model.name == "model.safetensors" else f"the best checkpoint is {model}" if model is not None
+        last, best = run_dir / "model.safetensors", run_dir / "model_best.safetensors"  # checkpoint.keep=best: no last
+        kept = (f"the last good checkpoint, after epoch {summary['epochs']}, is {last}" if last.is_file()
+                else f"the best checkpoint is {best}" if best.is_file()
                 else "no checkpoint was saved; lower optimizer.lr (`expt lr_find` suggests one)")
         raise Unfinished(f"training diverged ({summary.get('error')}); {kept}", 1)
