@@ -41,7 +41,7 @@ def test_train_help_lists_groups_and_options(tmp_path):
                  "schedule: constant, cosine, one_cycle", "gan: dcgan, none, superres",
                  "loss: auto, bce, cross_entropy, feature, feature_lite0, l1, label_smoothing, mse, multi_task, none, patch_bce",
                  "data: critic, csv, fashion_mnist, folder, imagenette, paddy, pets", "debug: fast", "tta: flip, flip_shift",
-                 "augment: crop_flip, crop_flip_copy, crop_flip_erase, none, random_copy, random_erase",
+                 "augment: crop_flip, crop_flip_copy, crop_flip_erase, cutmix, mixup, mixup_cutmix, none, random_copy, random_erase",
                  "experiment: fmnist_20ep_aug, fmnist_25ep_copy, fmnist_50ep_erase, fmnist_5ep"):
         assert line in result.stdout
 

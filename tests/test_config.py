@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from expt.augment import split_mix
 from expt.build import build_loss, build_model, check_groups, make
 from expt.builders import group_node
 from expt.data import ImageData
@@ -107,12 +108,15 @@ def test_option_composes_and_builds(group, option, resnet18_weights):
     opt = make("optimizer", group_node(cfg, "optimizer"))(model.parameters())
     sched = make("schedule", cfg.schedule)(opt, total_steps=20)
     loss = build_loss(cfg.loss, task)
-    augment = make("augment", cfg.augment)
+    augment, mix = split_mix(make("augment", cfg.augment))
     make("tta", cfg.tta)
     x = data.train_x.float() / 255
     inputs = torch.randn(4, model.body.nz, 1, 1) if generate else x  # a generator from noise
-    out = model(augment(inputs) if augment is not None else inputs)
     target = x if restore or generate else data.train_y if critic or multilabel else torch.arange(4)
+    inputs = augment(inputs) if augment is not None else inputs
+    if mix is not None:  # mixup, CutMix: the targets are mixed too
+        inputs, target = mix(inputs, task.mix_targets(target))
+    out = model(inputs)
     (loss(out, target) + (out.mean() if generate else 0)).backward()  # loss=none is 0
     opt.step()
     sched.step()

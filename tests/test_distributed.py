@@ -113,14 +113,18 @@ def test_one_process_is_left_alone(monkeypatch):
     assert sums["loss"].item() == 3.0 and count == 4
 
 
-@pytest.mark.parametrize("finetune", [False, True])
-def test_two_processes_train_what_one_does(tmp_path, fmnist_dir, isolated_env, finetune):
+@pytest.mark.parametrize("case", ["plain", "finetune", "tricks"])
+def test_two_processes_train_what_one_does(tmp_path, fmnist_dir, isolated_env, case):
     """`expt train dist.nproc=2` (torchrun underneath): one run folder, one metrics.csv, parameters
     within 1e-5 of one process's with the same global batch, and the same validation metrics; also
-    when fine-tuning freezes the body for an epoch, then trains it (the DDP wrapper is rebuilt)."""
+    when fine-tuning freezes the body for an epoch, then trains it (the DDP wrapper is rebuilt), and
+    with gradient accumulation (no all-reduce on the inner batches), clipping and the weights'
+    average (validated and saved as the model)."""
     env = cpu_env(isolated_env)
     common = ["debug=fast", f"data.root={fmnist_dir}", *NO_BN]
-    if finetune:
+    if case == "tricks":
+        common += ["accumulate=2", "ema.decay=0.9", "clip_grad=0.5"]
+    if case == "finetune":
         base = run_expt(["train", *common, "epochs=1", f"hydra.run.dir={tmp_path / 'base'}"], tmp_path, env)
         assert base.returncode == 0, base.stderr
         common += [f"arch.weights={tmp_path / 'base' / 'model.safetensors'}", "finetune.freeze_epochs=1"]

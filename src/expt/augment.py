@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
+
 
 def none() -> nn.Module | None:
     """No training augmentation."""
@@ -168,3 +170,99 @@ def compose(transforms: Sequence[nn.Module | None]) -> nn.Module | None:
     """Apply several augmentations in order (a list of builder nodes in the config)."""
     kept = [t for t in transforms if t is not None]
     return nn.Sequential(*kept) if kept else None
+
+
+class Mix(nn.Module):
+    """mixup and CutMix per image, on the device: each image of the batch is mixed with a random
+    partner (a permutation of the batch) by its own weight lam, and its targets (float, (B, K):
+    one-hot classes or 0/1 labels) by the same weight. An image is mixed with probability `prob`;
+    a mixed image is CutMix's with probability `switch_prob` (a box of area 1 - lam pasted from the
+    partner, lam then recomputed from the box as clipped to the image), else mixup's (the pixels
+    blended). lam ~ Beta(alpha, alpha) for mixup, Beta(cutmix_alpha, cutmix_alpha) for CutMix; an
+    alpha of 0 turns that kind off. Training epochs from `off_epoch` on (0-based) are not mixed
+    (the callback asks `active(epoch)`).
+
+    One pixel weight map per image w (1 inside the own image, 0 where the partner shows; lam
+    everywhere for mixup) gives both: x' = w x + (1 - w) x[partner], y' = mean(w) y + (1 - mean(w))
+    y[partner]. Not timm's Mixup: in element mode it loops over the batch in Python and draws from
+    NumPy's global RNG, which a resumed run does not restore (this one draws from torch's, as the
+    other transforms do; scripts/bench_mixup.py measures both)."""
+
+    def __init__(self, alpha: float = 0.4, cutmix_alpha: float = 0.0, prob: float = 1.0, switch_prob: float = 0.0,
+                 off_epoch: int | None = None):
+        super().__init__()
+        self.alpha, self.cutmix_alpha, self.prob, self.switch_prob = alpha, cutmix_alpha, prob, switch_prob
+        self.off_epoch = off_epoch
+
+    def active(self, epoch: int) -> bool:
+        return self.off_epoch is None or epoch < self.off_epoch
+
+    @staticmethod
+    def _beta(alpha: float, n: int, device) -> torch.Tensor:
+        if alpha <= 0:
+            return torch.ones(n, device=device)
+        concentration = torch.full((n,), float(alpha), device=device)
+        return torch.distributions.Beta(concentration, concentration).sample()
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) pixel weights of each image's own content."""
+        b, _, h, w = x.shape
+        dev = x.device
+        if self.cutmix_alpha <= 0 or self.alpha <= 0:  # one kind only
+            cut = torch.full((b,), self.cutmix_alpha > 0, device=dev)
+        else:
+            cut = torch.rand(b, device=dev) < self.switch_prob
+        lam = torch.where(cut, self._beta(self.cutmix_alpha, b, dev), self._beta(self.alpha, b, dev))
+        mixed = torch.rand(b, device=dev) < self.prob
+        lam = torch.where(mixed, lam, torch.ones_like(lam))
+        # CutMix's box: sides sqrt(1 - lam) of the image's, centred anywhere, clipped to the image
+        side = (1 - lam).sqrt()
+        cy, cx = torch.rand(b, device=dev) * h, torch.rand(b, device=dev) * w
+        top, bottom = (cy - side * h / 2).round().clamp(0, h), (cy + side * h / 2).round().clamp(0, h)
+        left, right = (cx - side * w / 2).round().clamp(0, w), (cx + side * w / 2).round().clamp(0, w)
+        rows = torch.arange(h, device=dev)[None, :, None]
+        cols = torch.arange(w, device=dev)[None, None, :]
+        box = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
+               & (cols >= left[:, None, None]) & (cols < right[:, None, None]))
+        own = torch.where(cut[:, None, None] & mixed[:, None, None], (~box).to(x.dtype), lam[:, None, None].to(x.dtype))
+        return own[:, None]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        partner = torch.randperm(len(x), device=x.device)
+        w = self.weights(x)
+        lam = w.float().mean((1, 2, 3))[:, None]
+        return w * x + (1 - w) * x[partner], lam * y + (1 - lam) * y[partner]
+
+
+def mixup(alpha: float = 0.4, prob: float = 1.0, off_epoch: int | None = None) -> Mix:
+    """mixup (Zhang et al. 2018): each image blended with a partner, lam ~ Beta(alpha, alpha)."""
+    return Mix(alpha=alpha, prob=prob, off_epoch=off_epoch)
+
+
+def cutmix(alpha: float = 1.0, prob: float = 1.0, off_epoch: int | None = None) -> Mix:
+    """CutMix (Yun et al. 2019): a box of each image replaced by its partner's, area ~ 1 - Beta(alpha, alpha)."""
+    return Mix(alpha=0.0, cutmix_alpha=alpha, prob=prob, switch_prob=1.0, off_epoch=off_epoch)
+
+
+def mixup_cutmix(alpha: float = 0.4, cutmix_alpha: float = 1.0, prob: float = 1.0, switch_prob: float = 0.5,
+                 off_epoch: int | None = None) -> Mix:
+    """Per image, CutMix with probability switch_prob, else mixup (timm's Mixup in element mode)."""
+    return Mix(alpha=alpha, cutmix_alpha=cutmix_alpha, prob=prob, switch_prob=switch_prob, off_epoch=off_epoch)
+
+
+def split_mix(transform: nn.Module | None) -> tuple[nn.Module | None, Mix | None]:
+    """An augmentation as (what changes the images alone, the Mix that also mixes targets): a Mix
+    is an option of its own or the last of a compose's transforms."""
+    if isinstance(transform, Mix):
+        return None, transform
+    if not isinstance(transform, nn.Sequential):
+        return transform, None
+    parts = list(transform)
+    mixes = [i for i, t in enumerate(parts) if isinstance(t, Mix)]
+    if not mixes:
+        return transform, None
+    if mixes != [len(parts) - 1]:
+        raise ConfigError("augment: mixup or cutmix comes once, last in compose's transforms (it mixes the images "
+                          "the others made, and their targets)")
+    rest = parts[:-1]
+    return (nn.Sequential(*rest) if rest else None), parts[-1]

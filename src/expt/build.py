@@ -26,12 +26,16 @@ from .callbacks.checkpoint import KEEP
 from .callbacks.curves import CurvesCB
 from .callbacks.distributed import DistributedCB
 from .callbacks.loggers import LogRun, require
-from .callbacks.training import EarlyStopCB, GradClipCB
+from .augment import Mix, split_mix
+from .callbacks.training import EarlyStopCB, EmaCB, GradClipCB, MixCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
+from .ema import WeightAverage
+from .init import lsuv
 from .errors import CheckpointError, ConfigError
 from .fid import FidCB, Features
 from .gan import GanLogCB, GanStep
+from .losses import MultiTask
 from .models import timm as timm_models
 from .models.unet import EXPT_ENCODERS, DynamicUnet
 from .rebuild import load_features
@@ -62,7 +66,7 @@ class Run:
     net: nn.Module    # what the learner calls: `model`, or its compiled version
     loss: nn.Module
     opt: torch.optim.Optimizer
-    augment: nn.Module | None
+    augment: nn.Module | None  # what changes the images (mixup and CutMix are `mix`)
     train_dl: DeviceLoader | StreamLoader
     valid_dl: DeviceLoader | StreamLoader
     runtime: Runtime  # device, precision, memory layout
@@ -75,6 +79,10 @@ class Run:
     seed: int
     clip_grad: float | None = None  # each step's gradients clipped to this (clip_grad_mode: norm or value)
     clip_grad_mode: str = "norm"
+    mix: Mix | None = None  # mixup / CutMix: images and targets mixed (augment=mixup, cutmix, mixup_cutmix)
+    accumulate: int = 1  # batches of gradients per optimizer step
+    ema: WeightAverage | None = None  # ema.decay: the average of the weights that validates and is saved
+    init_report: list[dict] = field(default_factory=list)  # init=lsuv: each layer's statistics before and after
     sched: LRScheduler | None = None
     peak_lr: float | None = None
     gan: GanStep | None = None  # the training step of a GAN run (gan=superres, dcgan), else None: the learner's
@@ -97,9 +105,15 @@ class Run:
         self.sched = self.schedule(self.opt, total_steps=self.total_steps)
         return self.sched
 
+    @property
+    def saved_model(self) -> nn.Module:
+        """What model.safetensors holds: the weights' average with ema.decay, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
     def stateful(self) -> dict:
         """What a training state saves and restores besides the model and optimizer."""
-        return {"sched": self.sched, "train_dl": self.train_dl} | ({"gan": self.gan} if self.gan is not None else {})
+        return ({"sched": self.sched, "train_dl": self.train_dl} | ({"gan": self.gan} if self.gan is not None else {})
+                | ({"ema": self.ema} if self.ema is not None else {}))
 
 
 def check_output_kind(arch: DictConfig, body: nn.Module, task) -> None:
@@ -145,6 +159,19 @@ def build_loss(node: DictConfig, task: Task) -> nn.Module:
     return loss
 
 
+def check_mix(mix: Mix | None, task: Task, loss: nn.Module) -> None:
+    """mixup and CutMix mix one target's classes or labels: refused for image targets and for
+    several heads (multi_task's cross entropies take class indices)."""
+    if mix is None:
+        return
+    if not hasattr(task, "mix_targets"):
+        raise ConfigError("augment: mixup and CutMix mix class labels, and this data's targets are images; pick an "
+                          "augment without them (crop_flip, none)")
+    if isinstance(loss, MultiTask):
+        raise ConfigError("augment: mixup and CutMix mix one target's classes, and this run has several "
+                          "(loss=multi_task); train one target (data.targets=[label]) or drop the mixing")
+
+
 def without_decay(groups: list[dict]) -> list[dict]:
     """Each group split in two: its parameters of one dimension (norm layers' weights, biases) in a
     group of its own with weight_decay 0 (lesson 11: decay has no regularising effect through a
@@ -183,14 +210,37 @@ def param_groups(model: nn.Module, freeze_epochs: int, body_lr_mult: float,
     return (groups if decay_norm_bias else without_decay(groups)), body
 
 
-def check_keeping(cfg: DictConfig) -> None:
-    """clip_grad, checkpoint.keep, early_stop's values, and each logger's library installed."""
-    if cfg.checkpoint.keep not in KEEP:
-        raise ConfigError(f"checkpoint.keep={cfg.checkpoint.keep!r} is not one of {', '.join(KEEP)}")
+INITS = ("default", "lsuv")
+
+
+def check_step(cfg: DictConfig) -> None:
+    """What shapes a training step: clip_grad, accumulate, ema, init (a GAN's turns allow none but
+    clipping)."""
     if cfg.clip_grad is not None and not cfg.clip_grad > 0:
         raise ConfigError(f"clip_grad={cfg.clip_grad} must be above 0 (or null: no clipping)")
     if cfg.clip_grad_mode not in GradClipCB.MODES:
         raise ConfigError(f"clip_grad_mode={cfg.clip_grad_mode!r} is not one of {', '.join(GradClipCB.MODES)}")
+    if cfg.accumulate < 1:
+        raise ConfigError(f"accumulate={cfg.accumulate} must be at least 1 (batches per optimizer step)")
+    decay = cfg.ema.decay
+    if decay is not None and not 0 < decay < 1:
+        raise ConfigError(f"ema.decay={decay} must be between 0 and 1, e.g. 0.999 (or null: no average)")
+    if cfg.init not in INITS:
+        raise ConfigError(f"init={cfg.init!r} is not one of {', '.join(INITS)}")
+    if cfg.init == "lsuv" and (cfg.arch.get("pretrained") or cfg.arch.get("weights")):
+        raise ConfigError("init=lsuv re-initialises every layer, and this arch starts from trained weights "
+                          "(arch.pretrained or arch.weights); drop one of them")
+    if cfg.gan.get("_target_") not in (None, "expt.gan.none"):
+        for on, setting in ((cfg.accumulate > 1, "accumulate"), (decay is not None, "ema.decay"),
+                            (cfg.init != "default", "init")):
+            if on:
+                raise ConfigError(f"{setting} is for one model's training; a GAN run trains two in turns: drop it")
+
+
+def check_keeping(cfg: DictConfig) -> None:
+    """checkpoint.keep, early_stop's values, and each logger's library installed."""
+    if cfg.checkpoint.keep not in KEEP:
+        raise ConfigError(f"checkpoint.keep={cfg.checkpoint.keep!r} is not one of {', '.join(KEEP)}")
     patience, min_delta = cfg.early_stop.patience, cfg.early_stop.min_delta
     if patience is not None and patience < 1:
         raise ConfigError(f"early_stop.patience={patience} must be at least 1 (or null: never stop early)")
@@ -223,6 +273,7 @@ def check_settings(cfg: DictConfig) -> None:
     if not isinstance(cfg.optimizer.get("decay_norm_bias", True), bool):
         raise ConfigError(f"optimizer.decay_norm_bias={cfg.optimizer.decay_norm_bias!r} must be true or false")
     check_lr_find(cfg.lr_find)
+    check_step(cfg)
     check_keeping(cfg)
     arch = cfg.arch
     if arch.get("_target_") == "expt.models.timm.timm_model":
@@ -234,8 +285,9 @@ def check_settings(cfg: DictConfig) -> None:
 def for_resume(cfg: DictConfig) -> DictConfig:
     """The config a resumed run is built from: the starting weights files (arch.weights, gan.generator,
     gan.critic) are not read, since the training state restores every weight; so a resume works
-    after they moved. (The recipe check compares the config as given.)"""
+    after they moved; nor is init=lsuv run. (The recipe check compares the config as given.)"""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    cfg.init = "default"
     for key, value in (("pretrained", False), ("weights", None)):
         if key in cfg.arch:
             cfg.arch[key] = value
@@ -268,25 +320,41 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
     model = runtime.place(distributed.convert_sync_bn(model, (cfg.get("dist") or {}).get("sync_bn", "auto"),
                                                       runtime.device))
     train_dl, valid_dl = build_loaders(data, runtime, cfg.bs, cfg.seed)
-    augment = make("augment", cfg.augment)
+    init_report = initialise(model, train_dl) if cfg.init == "lsuv" else []
+    augment, mix = split_mix(make("augment", cfg.augment))
     if isinstance(task, Generate):
-        train_dl, valid_dl = noise_loaders(train_dl, valid_dl, model, augment, cfg.seed)
+        train_dl, valid_dl = noise_loaders(train_dl, valid_dl, model, augment or mix, cfg.seed)
     groups, frozen = param_groups(model, cfg.finetune.freeze_epochs, cfg.finetune.body_lr_mult,
                                   cfg.optimizer.get("decay_norm_bias", True))
     opt = make("optimizer", group_node(cfg, "optimizer"))(groups)
     for group in opt.param_groups:
         group["lr"] *= group["lr_mult"]
+    loss = build_loss(cfg.loss, task).to(runtime.device)
+    check_mix(mix, task, loss)
     run = Run(data=data, task=task, model=model, net=torch.compile(model) if cfg.compile else model,
-              loss=build_loss(cfg.loss, task).to(runtime.device), opt=opt, augment=augment,
+              loss=loss, opt=opt, augment=augment, mix=mix,
               train_dl=train_dl, valid_dl=valid_dl, runtime=runtime, schedule=make("schedule", cfg.schedule),
-              total_steps=cfg.epochs * len(train_dl), lr_auto=cfg.optimizer.get("lr") == "auto",
+              total_steps=cfg.epochs * -(-len(train_dl) // cfg.accumulate), lr_auto=cfg.optimizer.get("lr") == "auto",
               input_shape=input_shape, frozen=frozen, freeze_epochs=cfg.finetune.freeze_epochs, seed=cfg.seed,
-              clip_grad=cfg.clip_grad, clip_grad_mode=cfg.clip_grad_mode)
+              clip_grad=cfg.clip_grad, clip_grad_mode=cfg.clip_grad_mode, accumulate=cfg.accumulate,
+              ema=WeightAverage(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.decay is not None else None,
+              init_report=init_report)
     if gan is not None:
         run.gan, run.fid_features = build_gan(gan, run, group_node(cfg, "optimizer"), critic_arch)
     if not run.lr_auto:
         run.start_schedule()
     return run
+
+
+def initialise(model: nn.Module, train_dl) -> list[dict]:
+    """init=lsuv on the first training batch (the loader's state put back, so the epochs draw what
+    they would); under torchrun every rank then takes rank 0's weights."""
+    state = train_dl.state_dict()
+    xb, _ = next(iter(train_dl))
+    train_dl.load_state_dict(state)
+    report = lsuv(model, xb)
+    distributed.same_weights(model)
+    return report
 
 
 def build_loaders(data: ImageData, runtime: Runtime, bs: int, seed: int):
@@ -384,17 +452,20 @@ def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
     finder's too) gets those that shape each step: mixed precision, augmentation, gradient clipping.
     A fit adds the metrics, the schedule, the checkpoint, fine-tuning's freeze, early stopping, a
     GAN's checks and val/fid, on the process that prints the progress table, metrics.png, the task's
-    pictures and the loggers, and under torchrun DDP."""
+    pictures and the loggers, the weights' average (ema.decay), and under torchrun DDP."""
     callbacks = [PrecisionCB(run.precision, run.device.type)] if run.precision != "fp32" else []
     callbacks += [AugmentCB(run.augment, run.task.paired)] if run.augment is not None else []
+    callbacks += [MixCB(run.mix, run.task.mix_targets)] if run.mix is not None else []
     callbacks += [GradClipCB(run.clip_grad, run.clip_grad_mode)] if run.clip_grad is not None else []
     if fit is None:
         return callbacks
     metrics = MetricsCB(run.task, GanStep.PARTS if run.gan is not None else ())
     task = run.task
     checkpoint = CheckpointCB(fit.run_dir, run.model, fit.meta, run.stateful(), extra=fit.extra, write=fit.primary,
-                              keep=fit.keep, metric=task.headline, higher_is_better=task.higher_is_better)
+                              keep=fit.keep, metric=task.headline, higher_is_better=task.higher_is_better,
+                              saved=run.saved_model)
     callbacks = [metrics, ScheduleCB(run.sched), checkpoint, *callbacks]
+    callbacks += [EmaCB(run.ema, run.model)] if run.ema is not None else []
     if fit.early_stop:
         callbacks.append(EarlyStopCB(task.headline, task.higher_is_better, **fit.early_stop))
     callbacks += [FreezeCB(run.frozen, run.freeze_epochs)] if run.freeze_epochs > 0 else []

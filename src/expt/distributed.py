@@ -106,6 +106,13 @@ def broadcast(value):
     return box[0]
 
 
+def same_weights(model: nn.Module) -> None:
+    """Every rank takes rank 0's parameters and buffers (after an init that saw each rank's own data)."""
+    if world() > 1:
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
 def all_reduce_sums(sums: dict[str, torch.Tensor], count: float) -> tuple[dict[str, torch.Tensor], float]:
     """Every rank's per-batch sums added up (one collective for all of them), and the image count."""
     if world() == 1:

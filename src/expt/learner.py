@@ -8,7 +8,9 @@ exception (a higher-level cancel, an error, Ctrl-C) skips the after_* events it 
 
 A training batch is a step object's two halves, with the learner's events between them:
 `step.forward(learn)` (the loss and its parts), after_loss, `step.update(learn)` (the optimizer
-step), after_step. `TrainStep` is one model and one optimizer; another step (a GAN's) reuses the
+step), after_step. With `accumulate` N, the optimizer steps once every N batches (and on an
+epoch's last) on the gradients of their mean loss: `stepped` says whether this batch's did, and
+under DDP the batches that do not step skip the gradients' all-reduce (`no_sync`). `TrainStep` is one model and one optimizer; another step (a GAN's) reuses the
 learner's parts: `forward_and_loss` and `optimizer_step` (backward of the scaled loss, the step
 through the gradient scaler, zero_grad). Validation batches are always `forward_and_loss`.
 """
@@ -66,7 +68,7 @@ class Learner:
 
     def __init__(self, model: nn.Module, train_dl: Iterable, valid_dl: Iterable, loss_func: nn.Module,
                  opt: torch.optim.Optimizer, callbacks: Iterable[Callback] = (), step: TrainStep | None = None,
-                 history: Iterable[dict] = ()):
+                 history: Iterable[dict] = (), accumulate: int = 1):
         self.model, self.train_dl, self.valid_dl = model, train_dl, valid_dl
         self.loss_func, self.opt = loss_func, opt
         self.step = step or TrainStep()
@@ -74,6 +76,7 @@ class Learner:
         self.autocast = nullcontext()
         self.scaler = torch.amp.GradScaler(enabled=False)
         self.history: list[dict] = list(history)
+        self.accumulate, self.group, self.stepping, self.stepped = accumulate, 1, True, True
         self.row: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
         self.stop_reason: str | None = None
@@ -133,9 +136,15 @@ class Learner:
         (self.train_batch if self.training else self.valid_batch)()
 
     def train_batch(self) -> None:
-        self.step.forward(self)
-        self.callback("after_loss")
-        self.step.update(self)
+        if self.accumulate > 1:
+            start = self.iter - self.iter % self.accumulate  # this optimizer step's first batch
+            self.group = min(self.accumulate, len(self.dl) - start)  # its batches (an epoch's last step may have fewer)
+            self.stepping = self.iter + 1 == start + self.group
+        no_sync = getattr(self.model, "no_sync", None)
+        with nullcontext() if self.stepping or no_sync is None else no_sync():
+            self.step.forward(self)
+            self.callback("after_loss")
+            self.step.update(self)
         self.callback("after_step")
 
     def valid_batch(self) -> None:
@@ -157,7 +166,10 @@ class Learner:
         callback did), the scaler's update, zero_grad. `opt` and `scaler` default to the learner's (a
         GAN's critic has its own)."""
         opt, scaler = opt or self.opt, scaler or self.scaler
-        scaler.scale(loss).backward()
+        scaler.scale(loss / self.group if self.group > 1 else loss).backward()
+        self.stepped = self.stepping
+        if not self.stepping:  # accumulating: the gradients add up until the group's last batch
+            return
         self.step_opt, self.step_scaler = opt, scaler  # what before_step's callbacks act on (gradient clipping)
         self.callback("before_step")
         scaler.step(opt)

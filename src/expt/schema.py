@@ -40,6 +40,12 @@ class EarlyStopSchema:
 
 
 @dataclass
+class EmaSchema:
+    decay: Optional[float] = None
+    warmup: bool = True
+
+
+@dataclass
 class RunSchema:
     """Types of the run-level settings in conf/config.yaml (group nodes are checked in build.py)."""
 
@@ -59,6 +65,8 @@ class RunSchema:
     compile: bool = False
     clip_grad: Optional[float] = None
     clip_grad_mode: str = "norm"
+    accumulate: int = 1
+    init: str = "default"
     resume: Optional[str] = None
     ckpt: Any = None  # expt tta: a model.safetensors, or a list of them
     input: Optional[str] = None  # expt predict: a folder (or one image) to classify or restore
@@ -74,10 +82,11 @@ class RunSchema:
     dist: DistSchema = field(default_factory=DistSchema)
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     early_stop: EarlyStopSchema = field(default_factory=EarlyStopSchema)
+    ema: EmaSchema = field(default_factory=EmaSchema)
 
 
 NESTED = {"lr_find": LRFindSchema, "finetune": FinetuneSchema, "dist": DistSchema,
-          "checkpoint": CheckpointSchema, "early_stop": EarlyStopSchema}
+          "checkpoint": CheckpointSchema, "early_stop": EarlyStopSchema, "ema": EmaSchema}
 
 
 def register_schema() -> None:

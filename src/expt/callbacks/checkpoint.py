@@ -65,13 +65,16 @@ class CheckpointCB(Callback):
     direction), its epoch and value in its metadata. `keep`: which of the two models are written
     (last.pt always is). An epoch whose weights or statistics are not finite is dropped from the
     history. Under torchrun every rank checks the epoch (the parameters are the same everywhere, so
-    all ranks stop together) and rank 0 alone writes (`write`)."""
+    all ranks stop together) and rank 0 alone writes (`write`). `saved`: the model the two model
+    files hold when it is not the trained one (ema.decay: the average; last.pt keeps both)."""
 
     order = 20  # last: it saves what the other callbacks made of the epoch
 
     def __init__(self, run_dir: Path, model: nn.Module, meta: dict, stateful: dict, extra: dict | None = None,
-                 write: bool = True, keep: str = "both", metric: str | None = None, higher_is_better: bool = True):
+                 write: bool = True, keep: str = "both", metric: str | None = None, higher_is_better: bool = True,
+                 saved: nn.Module | None = None):
         self.run_dir, self.model, self.meta = Path(run_dir), model, meta
+        self.saved = saved if saved is not None else model
         self.stateful = stateful  # name -> object with state_dict()/load_state_dict()
         self.extra = extra if extra is not None else {}  # plain values stored with the state (the run's config)
         self.thread: threading.Thread | None = None
@@ -84,7 +87,7 @@ class CheckpointCB(Callback):
             self.wait()  # the last write has ended: a failure stops the run now, not an epoch later
 
     def after_epoch(self, learn) -> None:
-        if not all_finite(self.model):
+        if not all_finite(self.model) or not all_finite(self.saved):
             # Not a good epoch: keep the last good checkpoint (and metrics.csv) as they are.
             learn.history.pop()
             learn.stop(f"parameters or statistics became non-finite in epoch {learn.epoch + 1}")
@@ -104,13 +107,14 @@ class CheckpointCB(Callback):
     def save(self, learn, epochs_done: int) -> None:
         self.wait()
         weights = to_cpu(self.model.state_dict())
+        saved = weights if self.saved is self.model else to_cpu(self.saved.state_dict())
         best = self.keep != "last" and self.is_best(learn.history)
         state = {"epochs_done": epochs_done, "history": [dict(r) for r in learn.history], "model": weights,
                  "opt": to_cpu(learn.opt.state_dict()), "torch_rng": torch.get_rng_state(), **self.extra,
                  **{name: to_cpu(obj.state_dict()) for name, obj in self.stateful.items()}}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        self.thread = threading.Thread(target=self._write, args=(weights, state, best), name="expt-checkpoint")
+        self.thread = threading.Thread(target=self._write, args=(saved, state, best), name="expt-checkpoint")
         self.thread.start()
 
     def _write(self, weights: dict, state: dict, best: bool) -> None:

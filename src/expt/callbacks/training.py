@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import torch
 
+from .. import distributed
 from ..learner import Callback
 from .checkpoint import CheckpointCB, best_epoch
 
@@ -17,6 +18,8 @@ class ScheduleCB(Callback):
         self.first = True
 
     def after_step(self, learn) -> None:
+        if not learn.stepped:  # accumulating gradients: the optimizer did not step
+            return
         if not self.first:
             self.scheduler.step()
             return
@@ -49,6 +52,21 @@ def augmented(transform: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tenso
         return transform(xb), yb
     both = transform(torch.cat([xb, yb], 1))
     return tuple(both.split([xb.shape[1], yb.shape[1]], 1))
+
+
+class MixCB(Callback):
+    """mixup and CutMix (augment.Mix) on training batches, after the other augmentations: the
+    targets become the task's float targets (`mix_targets`: one-hot classes, 0/1 labels), mixed as
+    the images are, until the Mix's off_epoch."""
+
+    order = AugmentCB.order + 1
+
+    def __init__(self, mix, targets: Callable[[torch.Tensor], torch.Tensor]):
+        self.mix, self.targets = mix, targets
+
+    def before_batch(self, learn) -> None:
+        if learn.training and self.mix.active(learn.epoch):
+            learn.xb, learn.yb = self.mix(learn.xb, self.targets(learn.yb))
 
 
 class FreezeCB(Callback):
@@ -111,3 +129,26 @@ class GradClipCB(Callback):
             torch.nn.utils.clip_grad_norm_(params, self.max_value, foreach=True)
         else:
             torch.nn.utils.clip_grad_value_(params, self.max_value, foreach=True)
+
+
+class EmaCB(Callback):
+    """An exponential moving average of the weights (ema.WeightAverage), updated after every
+    optimizer step; validation runs the average (under torchrun with rank 0's BatchNorm
+    statistics, as the trained model does), and CheckpointCB saves it as the model."""
+
+    def __init__(self, average, model: torch.nn.Module):
+        self.average, self.model = average, model
+        self.trained: torch.nn.Module | None = None
+
+    def after_step(self, learn) -> None:
+        if learn.stepped:
+            self.average.update(self.model)
+
+    def before_validate(self, learn) -> None:
+        self.trained, learn.model = learn.model, self.average.module.eval()
+        if distributed.world() > 1:
+            for buffer in self.average.module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
+    def after_validate(self, learn) -> None:
+        learn.model = self.trained

@@ -21,6 +21,8 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
     xb, yb = next(iter(built.train_dl))
     if built.augment is not None:
         xb, yb = augmented(built.augment, xb, yb, built.task.paired)
+    if built.mix is not None and built.mix.active(0):
+        xb, yb = built.mix(xb, built.task.mix_targets(yb))
     n = min(cfg.n, len(xb), MAX_IMAGES)
     if n < 1:
         raise ConfigError(f"n={cfg.n} must be at least 1 (the images of the batch to show)")
@@ -30,11 +32,22 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
         save_png(out, enlarged(grid))
         what = "input | target" if built.task.paired else "images"
     else:
-        labelled_images(out, xb[:n].float(), built.task.names(yb[:n]))
+        names = mixed_names(built.task, yb[:n]) if yb.is_floating_point() else built.task.names(yb[:n])
+        labelled_images(out, xb[:n].float(), names)
         what = "images with their labels"
     console.print(f"[bold]expt show[/] {n} of {len(xb)} images of the first training batch ({what}), augment "
-                  f"{'on' if built.augment is not None else 'off'}: wrote {out}")
+                  f"{'on' if built.augment is not None or built.mix is not None else 'off'}: wrote {out}")
     return {"status": "ok", "images": n}
+
+
+def mixed_names(task, y: torch.Tensor) -> list[str]:
+    """Mixed targets as labels: each image's two largest classes (or labels) with their shares."""
+    classes = next(iter(task.heads.values()))
+    out = []
+    for row in y.tolist():
+        top = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:2]
+        out.append(" + ".join(f"{classes[i]} {row[i]:.2f}" for i in top if row[i] >= 0.005))
+    return out
 
 
 def enlarged(grid: torch.Tensor, width: int = 400) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from .. import distributed, overrides
 from ..build import FitRecord, Run, build_run, callbacks_for, for_resume, resolved
@@ -26,7 +27,8 @@ from ..lr_find import find_lr, report
 from ..model_table import ModelSummary, example_batch, summarize_model
 from .runner import job_context
 
-MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs", "clip_grad")
+MUST_MATCH_ON_RESUME = ("data", "arch", "optimizer", "schedule", "loss", "augment", "gan", "epochs", "bs", "clip_grad",
+                        "accumulate", "ema")
 WHERE_NOT_WHAT = {"data": ("root", "workers", "download")}  # may change on resume: where data lives, how it is read
 
 
@@ -43,6 +45,9 @@ def recipe(config: dict) -> dict:
         out["optimizer"] = {"decay_norm_bias": True, **out["optimizer"]}
     if out["clip_grad"] is not None:  # its mode matters only when it clips (older run folders have neither)
         out["clip_grad"] = [out["clip_grad"], config.get("clip_grad_mode", "norm")]
+    out["accumulate"] = out["accumulate"] or 1  # older run folders: one batch a step, no average
+    ema = out["ema"] or {}
+    out["ema"] = ema if ema.get("decay") is not None else None  # ema.warmup matters only with an average
     if out["loss"] == AUTO_LOSS:
         out["loss"] = CROSS_ENTROPY
     for group, keys in WHERE_NOT_WHAT.items():
@@ -102,6 +107,8 @@ def restore(run: Run, state: dict) -> tuple[int, list[dict]]:
     run.train_dl.load_state_dict(state["train_dl"])
     if run.gan is not None:  # the critic, its optimizer and the switcher's turn
         run.gan.load_state_dict(state["gan"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and run.device.type == "cuda":
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -139,7 +146,7 @@ def run(cfg, run_dir: Path, console: Console) -> dict:
     record = FitRecord(run_dir, console, meta, extra, primary, keep=config["checkpoint"]["keep"], early_stop=early,
                        loggers=listed(cfg, "logger"), log_run=log_run)
     learn = Learner(run.net, run.train_dl, run.valid_dl, run.loss, run.opt, callbacks_for(run, record), step=run.gan,
-                    history=history)
+                    history=history, accumulate=run.accumulate)
     size = summarize_model(run.model, example_batch(run))
     baseline = announce(cfg, run, size, start_epoch, console)
     status, seconds = fit(learn, run, cfg.epochs, start_epoch, record)
@@ -181,11 +188,24 @@ def announce(cfg, run: Run, size: ModelSummary, start_epoch: int, console: Conso
                   f"{len(run.data.valid_x):,} valid images, {run.device} {run.precision}, "
                   f"epochs {start_epoch + 1}-{cfg.epochs}"
                   + (f", {distributed.world()} processes" if distributed.world() > 1 else ""))
+    if run.init_report:
+        console.print(lsuv_table(run.init_report))
     baseline = run.task.baseline(run.data)
     if baseline:
         console.print("baseline (the validation inputs as they are): "
                       + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in baseline.items()))
     return baseline
+
+
+def lsuv_table(report: list[dict]) -> Table:
+    """init=lsuv: each layer's output mean and std on the batch, before and after, and the rounds it took."""
+    table = Table(title="init=lsuv: each layer's output on one training batch", title_justify="left")
+    for column in ("layer", "mean before", "std before", "mean after", "std after", "rounds"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for row in report:
+        table.add_row(row["layer"], *(f"{row[k]:.4f}" for k in ("mean_before", "std_before", "mean", "std")),
+                      str(row["rounds"]))
+    return table
 
 
 def fit(learn: Learner, run: Run, epochs: int, start_epoch: int, record: FitRecord) -> tuple[str, float]:
@@ -200,7 +220,7 @@ def fit(learn: Learner, run: Run, epochs: int, start_epoch: int, record: FitReco
     except KeyboardInterrupt:
         next(cb for cb in learn.callbacks if isinstance(cb, CheckpointCB)).wait()
         if record.primary and record.keep != "best":
-            save_model(record.run_dir / "model.safetensors", run.model, record.meta)
+            save_model(record.run_dir / "model.safetensors", run.saved_model, record.meta)
         status = "interrupted"
     return status, time.perf_counter() - start
 

@@ -9,6 +9,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..losses import FeatureLoss, MultiLabelBCE, MultiTask, NoPixelLoss, PatchBCE
 
+TOP5_ABOVE = 10  # val/top5 for data of more classes than this (top-5 of 10 classes says little)
+
 
 @dataclass
 class Classify:
@@ -60,16 +62,28 @@ class Classify:
             raise ConfigError(f"the training images all have one class ({data.classes[int(labels[0])]}); a "
                               "classifier needs at least two (check the data, or data.train_subset)")
 
+    def mix_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Class indices (N,) as one-hot float targets (N, classes), which mixup and CutMix blend
+        (cross entropy, label smoothing too, takes class probabilities as they are)."""
+        return nn.functional.one_hot(y, self.n_outputs).float()
+
     def batch_sums(self, preds: torch.Tensor, y: torch.Tensor, loss: nn.Module, training: bool) -> dict:
         """What one batch adds to the epoch's sums (on the device; the loss itself is summed by
-        MetricsCB): each head's loss and correct predictions (training batches as augmented)."""
+        MetricsCB): each head's loss and correct predictions (training batches as augmented: a
+        mixed image's class is its larger share), and with more than 10 classes validation's top-5
+        hits of the headline target."""
         n = len(y)
         sums = {f"{name}_loss": part.float() * n for name, part in loss.components.items()} if self.multi else {}
         if self.multi:
             for i, (name, logits) in enumerate(zip(self.heads, preds.split(list(self.sizes.values()), 1))):
                 sums[f"{name}_correct"] = (logits.argmax(1) == y[:, i]).sum()
         else:
+            y = y.argmax(1) if y.is_floating_point() else y  # mixed targets: the class with the larger share
             sums["correct"] = (preds.argmax(1) == y).sum()
+        first = next(iter(self.sizes.values()))
+        if not training and first > TOP5_ABOVE:
+            target = y[:, 0] if self.multi else y
+            sums["top5"] = (preds[:, :first].topk(5, 1).indices == target[:, None]).any(1).sum()
         return sums
 
     def epoch_metrics(self, train: dict[str, float], valid: dict[str, float]) -> dict[str, float]:
@@ -78,6 +92,8 @@ class Classify:
         each head's losses and accuracy."""
         correct = f"{next(iter(self.heads))}_correct" if self.multi else "correct"
         row = {"val/acc": valid[correct], "val/error_rate": 1 - valid[correct], "train/acc": train.get(correct, float("nan"))}
+        if "top5" in valid:
+            row["val/top5"] = valid["top5"]
         if self.multi:
             for name in self.heads:
                 row |= {f"train/{name}_loss": train[f"{name}_loss"], f"val/{name}_loss": valid[f"{name}_loss"],

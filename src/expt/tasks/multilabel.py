@@ -58,6 +58,11 @@ class MultiLabel:
             raise ConfigError(f"the data has one label ({', '.join(self.classes)}); several labels per image need at "
                               "least two (or drop data.label_delim)")
 
+    def mix_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """0/1 labels as float targets, which mixup and CutMix blend (BCE takes them as they are; a
+        mixed image counts a label as its own above 0.5)."""
+        return y.float()
+
     def predicted(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits.float()) > self.threshold
 
