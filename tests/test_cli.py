@@ -36,9 +36,9 @@ def test_help_is_light_and_lists_commands():
 def test_train_help_lists_groups_and_options(tmp_path):
     result = run_expt(["train", "--help"], cwd=tmp_path)
     assert result.returncode == 0
-    for line in ("arch: cnn, critic, dcgan, resnet, resnet_k5, timm, unet", "optimizer: adamw, lamb, sgd",
+    for line in ("arch: cnn, critic, dcgan, resnet, resnet_k5, timm, unet", "optimizer: adamw, lamb, lookahead_radam, sgd",
                  "logger: csv, mlflow, tensorboard, wandb",
-                 "schedule: constant, cosine, one_cycle", "gan: dcgan, none, superres",
+                 "schedule: constant, cosine, flat_cos, one_cycle", "gan: dcgan, none, superres",
                  "loss: auto, bce, cross_entropy, feature, feature_lite0, l1, label_smoothing, mse, multi_task, none, patch_bce",
                  "data: critic, csv, fashion_mnist, folder, imagenette, paddy, pets", "debug: fast", "tta: flip, flip_shift",
                  "augment: crop_flip, crop_flip_copy, crop_flip_erase, cutmix, mixup, mixup_cutmix, none, random_copy, random_erase",

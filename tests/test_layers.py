@@ -19,7 +19,8 @@ LAYERS = {
     "base": {"expt", "expt.learner", "expt.checkpoint", "expt.signature", "expt.runtime", "expt.errors",
              "expt.distributed", "expt.launch", "expt.overrides", "expt.runfolder", "expt.schema", "expt.signals",
              "expt.hostmem", "expt.augment", "expt.metrics", "expt.schedules", "expt.plots", "expt.model_table",
-             "expt.tta", "expt.leaderboard", "expt.interpret", "expt.conf", "expt.ema", "expt.init"},
+             "expt.tta", "expt.leaderboard", "expt.interpret", "expt.conf", "expt.ema", "expt.init",
+             "expt.optimizers"},
 }
 ORDER = list(LAYERS)  # top first
 

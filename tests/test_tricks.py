@@ -2,6 +2,7 @@
 accumulation, LSUV init and val/top5; each on its own, then together through a killed and resumed
 run (DDP: tests/test_distributed.py)."""
 
+import copy
 import json
 
 import pandas as pd
@@ -263,3 +264,90 @@ def test_the_tricks_settings_are_checked(tmp_path, fmnist_dir, expt_in, override
     result = expt_in(["train", "debug=fast", f"data.root={fmnist_dir}", override, *extra,
                       f"hydra.run.dir={tmp_path / 'run'}"])
     assert_one_line(result, 2, phrase)
+
+
+def test_flat_cos_holds_the_peak_then_anneals_to_zero():
+    from expt.schedules import flat_cos
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    sched = flat_cos(opt, total_steps=100, pct_start=0.72)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:72] == [0.5] * 72
+    assert all(a > b for a, b in zip(lrs[72:], lrs[73:])) and lrs[-1] < 0.005
+
+
+def test_lookahead_radam_resumes_its_slow_weights():
+    """The slow weights live in the optimizer's state: a copy loaded from the state dict after 4
+    steps takes the same next 8 steps (two Lookahead syncs at k=6) as the original."""
+    from expt.optimizers import lookahead_radam
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+
+    def steps(model, opt, n):
+        for _ in range(n):
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    model = nn.Linear(4, 1)
+    opt = lookahead_radam([{"params": list(model.parameters()), "lr_mult": 1.0}], lr=0.1, k=6)
+    steps(model, opt, 4)
+    twin = nn.Linear(4, 1)
+    twin.load_state_dict(model.state_dict())
+    copy_opt = lookahead_radam([{"params": list(twin.parameters()), "lr_mult": 1.0}], lr=0.1, k=6)
+    copy_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # as from last.pt: no tensor shared with `opt`
+    steps(model, opt, 8)
+    steps(twin, copy_opt, 8)
+    assert torch.equal(model.weight, twin.weight) and torch.equal(model.bias, twin.bias)
+    assert "lookahead_slow_buff" in opt.state_dict()["state"][0]
+
+
+def test_timm_act_layer_replaces_the_activation_or_is_refused():
+    from expt.models.timm import timm_model
+    model = timm_model(3, 4, name="test_resnet", act_layer="mish", input_shape=(3, 32, 32))
+    assert any(isinstance(m, nn.Mish) for m in model.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    with pytest.raises(ConfigError, match="arch.act_layer='os.system' is not one of timm's activations"):
+        timm_model(3, 4, name="test_resnet", act_layer="os.system", input_shape=(3, 32, 32))
+
+
+def test_progressive_resizing_trains_each_stage_at_its_size_and_resumes(tmp_path, expt_in, monkeypatch):
+    """data.sizes=[16,32] data.size_epochs=[0,1]: epoch 1 trains at 16 px, epoch 2 at 32 px, each
+    size from a cache of its own (16's built when first needed), validation at data.size; a run
+    stopped after epoch 1 resumes at 32 px with the uninterrupted run's metrics."""
+    from conftest import make_imagenette
+    from expt.callbacks.training import ResizeCB
+    monkeypatch.setenv("EXPT_CACHE", str(tmp_path / "cache"))
+    root = make_imagenette(tmp_path / "inet")
+    seen = []
+    before_train = ResizeCB.before_train
+
+    def recording(self, learn):
+        before_train(self, learn)
+        seen.append((learn.epoch, tuple(self.loader.x.shape[-2:])))
+    monkeypatch.setattr(ResizeCB, "before_train", recording)
+    common = ["train", "data=imagenette", f"data.root={root}", "data.size=32", "data.sizes=[16,32]",
+              "data.size_epochs=[0,1]", "epochs=2", "bs=8", "device=cpu", "arch=resnet_k5", "arch.nfs=[8,16]"]
+    full = expt_in([*common, f"hydra.run.dir={tmp_path / 'full'}"])
+    assert full.returncode == 0, full.stderr
+    assert seen == [(0, (16, 16)), (1, (32, 32))]
+    caches = sorted(p.name.split("-")[-3:-1] for p in (tmp_path / "cache").rglob("*-train-*.safetensors"))
+    assert [size for _, size in caches] == ["16", "32"], caches
+    seen.clear()
+    undo = ctrl_c_after_epoch(monkeypatch, 1)
+    assert expt_in([*common, f"hydra.run.dir={tmp_path / 'cut'}"]).returncode == 130
+    undo()
+    resumed = expt_in(["train", f"resume={tmp_path / 'cut'}", f"hydra.run.dir={tmp_path / 'resumed'}"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert seen == [(0, (16, 16)), (1, (32, 32))]  # the cut run's epoch 1, then the resumed epoch 2 at 32 px
+    a, b = pd.read_csv(tmp_path / "full" / "metrics.csv"), pd.read_csv(tmp_path / "resumed" / "metrics.csv")
+    assert b["val/loss"].tolist() == pytest.approx(a["val/loss"].tolist(), rel=1e-6)
+    for override, phrase in (("data.size_epochs=[1,2]", "must start at 0 and rise"),
+                             ("data.size_epochs=[0]", "of the same length"),
+                             ("arch=cnn arch.nfs=[8,16,32,64,128]", "takes images of 17 to 32 pixels a side, and the "
+                                                                   "data's are 16x16; change data.sizes")):
+        assert_one_line(expt_in([*common, *override.split(), f"hydra.run.dir={tmp_path / 'x'}"]), 2, phrase)
+    assert_one_line(expt_in(["train", "debug=fast", "data.sizes=[16,28]", f"hydra.run.dir={tmp_path / 'y'}"]), 2,
+                    "sizes")

@@ -184,7 +184,7 @@ class Mix(nn.Module):
 
     One pixel weight map per image w (1 inside the own image, 0 where the partner shows; lam
     everywhere for mixup) gives both: x' = w x + (1 - w) x[partner], y' = mean(w) y + (1 - mean(w))
-    y[partner]. Not timm's Mixup: in element mode it loops over the batch in Python and draws from
+    y[partner] (CutMix's mean(w) from the box's sides, not summed over the pixels). Not timm's Mixup: in element mode it loops over the batch in Python and draws from
     NumPy's global RNG, which a resumed run does not restore (this one draws from torch's, as the
     other transforms do; scripts/bench_mixup.py measures both)."""
 
@@ -204,8 +204,8 @@ class Mix(nn.Module):
         concentration = torch.full((n,), float(alpha), device=device)
         return torch.distributions.Beta(concentration, concentration).sample()
 
-    def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) pixel weights of each image's own content."""
+    def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, H, W) pixel weights of each image's own content, and (B,) their means (the targets' lam)."""
         b, _, h, w = x.shape
         dev = x.device
         if self.cutmix_alpha <= 0 or self.alpha <= 0:  # one kind only
@@ -215,23 +215,25 @@ class Mix(nn.Module):
         lam = torch.where(cut, self._beta(self.cutmix_alpha, b, dev), self._beta(self.alpha, b, dev))
         mixed = torch.rand(b, device=dev) < self.prob
         lam = torch.where(mixed, lam, torch.ones_like(lam))
+        cut = cut & mixed
         # CutMix's box: sides sqrt(1 - lam) of the image's, centred anywhere, clipped to the image
         side = (1 - lam).sqrt()
         cy, cx = torch.rand(b, device=dev) * h, torch.rand(b, device=dev) * w
         top, bottom = (cy - side * h / 2).round().clamp(0, h), (cy + side * h / 2).round().clamp(0, h)
         left, right = (cx - side * w / 2).round().clamp(0, w), (cx + side * w / 2).round().clamp(0, w)
-        rows = torch.arange(h, device=dev)[None, :, None]
-        cols = torch.arange(w, device=dev)[None, None, :]
-        box = ((rows >= top[:, None, None]) & (rows < bottom[:, None, None])
-               & (cols >= left[:, None, None]) & (cols < right[:, None, None]))
-        own = torch.where(cut[:, None, None] & mixed[:, None, None], (~box).to(x.dtype), lam[:, None, None].to(x.dtype))
-        return own[:, None]
+        rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        in_rows = ((rows >= top[:, None]) & (rows < bottom[:, None])).to(x.dtype)  # (B, H)
+        in_cols = ((cols >= left[:, None]) & (cols < right[:, None])).to(x.dtype)  # (B, W)
+        box = in_rows[:, :, None] * in_cols[:, None, :]  # one (B, H, W) product, not four comparisons
+        own = torch.where(cut[:, None, None], 1 - box, lam[:, None, None].to(x.dtype))
+        box_share = in_rows.sum(1) * in_cols.sum(1) / (h * w)
+        return own[:, None], torch.where(cut, 1 - box_share.float(), lam.float())
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         partner = torch.randperm(len(x), device=x.device)
-        w = self.weights(x)
-        lam = w.float().mean((1, 2, 3))[:, None]
-        return w * x + (1 - w) * x[partner], lam * y + (1 - lam) * y[partner]
+        w, lam = self.weights(x)
+        lam = lam[:, None].to(y.dtype)
+        return torch.lerp(x[partner], x, w), torch.lerp(y[partner], y, lam)
 
 
 def mixup(alpha: float = 0.4, prob: float = 1.0, off_epoch: int | None = None) -> Mix:

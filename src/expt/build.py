@@ -20,14 +20,14 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from . import distributed
-from .builders import build_model, check_groups, group_node, listed, make, model_from_checkpoint
+from .builders import build_model, check_groups, check_input_size, group_node, listed, make, model_from_checkpoint
 from .callbacks import AugmentCB, CheckpointCB, FreezeCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
 from .callbacks.checkpoint import KEEP
 from .callbacks.curves import CurvesCB
 from .callbacks.distributed import DistributedCB
 from .callbacks.loggers import LogRun, require
 from .augment import Mix, split_mix
-from .callbacks.training import EarlyStopCB, EmaCB, GradClipCB, MixCB
+from .callbacks.training import EarlyStopCB, EmaCB, GradClipCB, MixCB, ResizeCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
 from .ema import WeightAverage
@@ -317,6 +317,8 @@ def build_run(cfg: DictConfig, critic_arch: dict | None = None) -> Run:
     input_shape = tuple(data.train_x.shape[1:])
     model = build_model(cfg.arch, data.mean, data.std, task.n_outputs, input_shape)
     check_output_kind(cfg.arch, model.body, task)
+    for _, size in data.size_stages:  # progressive resizing's training sizes
+        check_input_size(model.body, (input_shape[0], size, size), "data.sizes")
     model = runtime.place(distributed.convert_sync_bn(model, (cfg.get("dist") or {}).get("sync_bn", "auto"),
                                                       runtime.device))
     train_dl, valid_dl = build_loaders(data, runtime, cfg.bs, cfg.seed)
@@ -449,11 +451,14 @@ class FitRecord:
 
 def callbacks_for(run: Run, fit: FitRecord | None = None) -> list:
     """Every callback of a run, assembled here alone. Any use of the run's training step (the lr
-    finder's too) gets those that shape each step: mixed precision, augmentation, gradient clipping.
+    finder's too) gets those that shape each step: mixed precision, progressive resizing,
+    augmentation (mixup and CutMix too), gradient clipping.
     A fit adds the metrics, the schedule, the checkpoint, fine-tuning's freeze, early stopping, a
     GAN's checks and val/fid, on the process that prints the progress table, metrics.png, the task's
     pictures and the loggers, the weights' average (ema.decay), and under torchrun DDP."""
     callbacks = [PrecisionCB(run.precision, run.device.type)] if run.precision != "fp32" else []
+    data = run.data
+    callbacks += [ResizeCB(data.size_stages, data.train_at, run.train_dl)] if data.size_stages else []
     callbacks += [AugmentCB(run.augment, run.task.paired)] if run.augment is not None else []
     callbacks += [MixCB(run.mix, run.task.mix_targets)] if run.mix is not None else []
     callbacks += [GradClipCB(run.clip_grad, run.clip_grad_mode)] if run.clip_grad is not None else []

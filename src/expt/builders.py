@@ -89,14 +89,14 @@ def build_model(arch: DictConfig, mean: Sequence[float], std: Sequence[float], n
     return nn.Sequential(OrderedDict(norm=Normalize(mean, std), body=body))
 
 
-def check_input_size(body: nn.Module, input_shape: Sequence[int]) -> None:
+def check_input_size(body: nn.Module, input_shape: Sequence[int], setting: str = "data.size") -> None:
     """Refuse images the arch cannot take (its `input_sizes`, pixels a side, where it declares them)."""
     low, high = getattr(body, "input_sizes", (1, None))
     h, w = input_shape[-2:]
     if min(h, w) < low or (high is not None and max(h, w) > high):
         takes = f"{low} to {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"the arch takes images of {takes} pixels a side, and the data's are {h}x{w}; "
-                          "change data.size (or the arch: resnet_k5 takes any size from 9)")
+                          f"change {setting} (or the arch: resnet_k5 takes any size from 9)")
 
 
 def model_from_checkpoint(path) -> tuple[nn.Module, dict]:

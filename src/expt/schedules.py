@@ -33,6 +33,15 @@ def cosine(optimizer: Optimizer, total_steps: int, warmup_pct: float = 0.05,
                         milestones=[warmup])
 
 
+def flat_cos(optimizer: Optimizer, total_steps: int, pct_start: float = 0.72) -> LRScheduler:
+    """The peak lr for `pct_start` of the steps, then cosine annealing to 0 (fastai's fit_flat_cos,
+    the Imagenette leaderboard's schedule)."""
+    flat = min(max(1, round(total_steps * pct_start)), max(1, total_steps - 1))
+    return SequentialLR(optimizer, [ConstantLR(optimizer, factor=1.0, total_iters=flat),
+                                    CosineAnnealingLR(optimizer, T_max=max(1, total_steps - flat), eta_min=0.0)],
+                        milestones=[flat])
+
+
 def constant(optimizer: Optimizer, total_steps: int) -> LRScheduler:
     """The optimizer's lr throughout."""
     return ConstantLR(optimizer, factor=1.0, total_iters=total_steps)

@@ -69,6 +69,25 @@ class MixCB(Callback):
             learn.xb, learn.yb = self.mix(learn.xb, self.targets(learn.yb))
 
 
+class ResizeCB(Callback):
+    """Progressive resizing (data.sizes, data.size_epochs): before each training epoch the loader
+    gets the training images at that epoch's size (`train_at(size)`: the same images in the same
+    order, each size from its own cache); a resumed run starts at its epoch's size."""
+
+    def __init__(self, stages: list[tuple[int, int]], train_at: Callable, loader):
+        self.stages, self.train_at, self.loader = stages, train_at, loader
+        self.size: int | None = None
+
+    def size_for(self, epoch: int) -> int:
+        return [size for first, size in self.stages if first <= epoch][-1]
+
+    def before_train(self, learn) -> None:
+        size = self.size_for(learn.epoch)
+        if size != self.size:
+            self.loader.replace_images(self.train_at(size))
+            self.size = size
+
+
 class FreezeCB(Callback):
     """Fine-tuning: the `frozen` parameters get no gradients for the first `epochs` epochs."""
 

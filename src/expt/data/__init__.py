@@ -1,6 +1,7 @@
 """Datasets (one module each) and the loaders that batch them."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class ImageData:
     task: str = "classify"  # what y holds: "classify" (class indices), "multilabel" (0/1 per label), "restore" (images)
     threshold: float = 0.5  # multilabel: a label is predicted when its probability is above this
     valid_files: list[str] = field(default_factory=list)  # each validation image's file, relative to root (when it has one)
+    size_stages: list[tuple[int, int]] = field(default_factory=list)  # progressive resizing: (first epoch, size)
+    train_at: Callable | None = None  # size -> the training images at that size (their own cache), with size_stages
 
     def __post_init__(self):
         if not self.heads and self.task == "classify":

@@ -99,7 +99,7 @@ def trees(folder: Path, valid_pct: float, split_seed: int, label_re: str | None)
 def load(root: str | None = None, size: int = 128, resize: str = "crop", valid_pct: float = 0.2,
          split_seed: int = 42, label_re: str | None = None, train_subset: int | None = None,
          valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
-         cache: bool = True) -> ImageData:
+         cache: bool = True, sizes: list[int] | None = None, size_epochs: list[int] | None = None) -> ImageData:
     """A folder of images by class at size x size; class names are the folder names (or label_re's
     groups), sorted, and are stored in the checkpoint."""
     check_subsets(train_subset, valid_subset)
@@ -110,12 +110,13 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", valid_p
     if not folder.is_dir():
         raise explicit_root(root, [], HINT)
     train, valid = trees(folder, valid_pct, split_seed, label_re)
-    return from_trees(train, valid, folder, "folder", size, resize, (train_subset, valid_subset), strict, workers, cache)
+    return from_trees(train, valid, folder, "folder", size, resize, (train_subset, valid_subset), strict, workers, cache,
+                      sizes, size_epochs)
 
 
 def from_trees(train: dict[str, list[Path]], valid: dict[str, list[Path]], root: Path, label: str, size: int,
                resize: str, subsets: tuple[int | None, int | None], strict: bool, workers: int | None,
-               cache: bool) -> ImageData:
+               cache: bool, sizes: list[int] | None = None, size_epochs: list[int] | None = None) -> ImageData:
     """ImageData of (train, valid) class trees: the classes are train's, sorted; each split's images
     decoded into the cache (`label` names its files there), a fixed sample of subsets[i] of them."""
     classes = sorted(train)
@@ -124,4 +125,4 @@ def from_trees(train: dict[str, list[Path]], valid: dict[str, list[Path]], root:
         files = [f for name in classes for f in tree.get(name, [])]
         labels = torch.tensor([i for i, name in enumerate(classes) for _ in tree.get(name, [])], dtype=torch.int64)
         splits[split] = (files, labels)
-    return from_lists(splits, classes, root, label, size, resize, subsets, strict, workers, cache)
+    return from_lists(splits, classes, root, label, size, resize, subsets, strict, workers, cache, sizes, size_epochs)

@@ -25,7 +25,7 @@ def split_files(folder, wnids: list[str]) -> tuple[list, torch.Tensor]:
 
 def load(root: str | None = None, size: int = 128, resize: str = "crop", train_subset: int | None = None,
          valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
-         cache: bool = True) -> ImageData:
+         cache: bool = True, sizes: list[int] | None = None, size_epochs: list[int] | None = None) -> ImageData:
     """Imagenette at size x size, decoded once into the image cache; the val folder validates."""
     check_subsets(train_subset, valid_subset)
     check_size(size)
@@ -43,4 +43,4 @@ def load(root: str | None = None, size: int = 128, resize: str = "crop", train_s
     if empty:
         raise DataError(f"{folder / empty} has no images in its class folders")
     return from_lists(splits, [NAMES.get(w, w) for w in wnids], folder, f"imagenette-{tag}", size, resize,
-                      (train_subset, valid_subset), strict, workers, cache)
+                      (train_subset, valid_subset), strict, workers, cache, sizes, size_epochs)

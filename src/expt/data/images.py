@@ -230,13 +230,34 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
     return x, kept, bad
 
 
+def size_stages(size: int, sizes: Sequence[int] | None, size_epochs: Sequence[int] | None) -> list[tuple[int, int]]:
+    """Progressive resizing's (first epoch, training size) stages from data.sizes and
+    data.size_epochs (0-based epochs, the first 0, rising); [] when sizes is null. Validation
+    stays at data.size."""
+    if sizes is None and size_epochs is None:
+        return []
+    if sizes is None or size_epochs is None or len(sizes) != len(size_epochs) or not sizes:
+        raise DataError("progressive resizing needs data.sizes and data.size_epochs of the same length, e.g. "
+                        "data.sizes=[96,128] data.size_epochs=[0,3]")
+    epochs = list(size_epochs)
+    if epochs[0] != 0 or any(b <= a for a, b in zip(epochs, epochs[1:])):
+        raise DataError(f"data.size_epochs={epochs} must start at 0 and rise (each size's first epoch, 0-based)")
+    for s in sizes:
+        check_size(s)
+    return list(zip(epochs, sizes))
+
+
 def from_lists(splits: dict[str, tuple[list[Path], torch.Tensor]], classes: list[str], root: Path, label: str,
                size: int, resize: str, subsets: tuple[int | None, int | None], strict: bool, workers: int | None,
-               cache: bool, **fields) -> ImageData:
+               cache: bool, sizes: Sequence[int] | None = None, size_epochs: Sequence[int] | None = None,
+               **fields) -> ImageData:
     """ImageData of two splits' (files, targets), training first: each split's images decoded into
     the cache (`label`-<split> names its files there), a fixed sample of subsets[i] of them, their
     paths relative to `root` kept; `fields` go to ImageData (heads, task, threshold). Every JPEG
-    dataset (imagenette, paddy, folder, csv) is built here."""
+    dataset (imagenette, paddy, folder, csv) is built here. sizes / size_epochs: progressive
+    resizing, the training images at each other size from a cache of their own, built the first
+    time that size is needed (`ImageData.train_at`)."""
+    stages = size_stages(size, sizes, size_epochs)
     out, skipped = {}, {}
     for (split, (files, y)), n in zip(splits.items(), subsets):
         if not files:
@@ -247,7 +268,19 @@ def from_lists(splits: dict[str, tuple[list[Path], torch.Tensor]], classes: list
         x, kept, bad = images_for(picked, size, resize, f"{label}-{split}", strict, workers, cache)
         out[split] = (x, y[pick][kept], relative_files(picked, kept, root))
         skipped |= bad
+        if split == next(iter(splits)):
+            train_files, train_kept = picked, kept
     train, valid = out.values()
     mean, std = channel_stats(train[0])
+
+    def train_at(s: int):
+        """The training images at s pixels a side (the same images, in the same order)."""
+        if s == size:
+            return train[0]
+        x, kept, _ = images_for(train_files, s, resize, f"{label}-{next(iter(splits))}", strict, workers, cache)
+        if kept != train_kept:
+            raise DataError(f"the training images read at {s} px are not those read at {size} px (an image became "
+                            "unreadable); fix or remove it, or train at one size")
+        return x
     return ImageData(*train[:2], *valid[:2], classes=classes, mean=mean, std=std, skipped=skipped, root=str(root),
-                     valid_files=valid[2], **fields)
+                     valid_files=valid[2], size_stages=stages, train_at=train_at if stages else None, **fields)

@@ -59,6 +59,12 @@ class DeviceLoader:
                 xb, yb = self.x[idx], self.y[idx]
             yield as_float(xb, self.memory_format), as_float(yb, self.memory_format) if is_image(yb) else yb
 
+    def replace_images(self, x: torch.Tensor) -> None:
+        """The same images at another size (progressive resizing): same order, same RNG."""
+        if len(x) != len(self.x):
+            raise ValueError("replacement images must be the same images")
+        self.x = x.to(self.device)
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
 
@@ -105,6 +111,11 @@ class StreamLoader:
             xb = xb.to(self.device, non_blocking=True)
             yb = yb.to(self.device, non_blocking=True)
             yield as_float(xb, self.memory_format), as_float(yb, self.memory_format) if is_image(yb) else yb
+
+    def replace_images(self, images: torch.utils.data.Dataset) -> None:
+        if len(images) != len(self.images):
+            raise ValueError("replacement images must be the same images")
+        self.images = images
 
     state_dict = DeviceLoader.state_dict
     load_state_dict = DeviceLoader.load_state_dict

@@ -56,7 +56,7 @@ def read_table(folder: Path, targets: list[str]):
 def load(root: str | None = None, size: int = 224, resize: str = "squish", targets: list[str] = ("label", "variety"),
          valid_pct: float = 0.2, split_seed: int = 42, train_subset: int | None = None,
          valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
-         cache: bool = True) -> ImageData:
+         cache: bool = True, sizes: list[int] | None = None, size_epochs: list[int] | None = None) -> ImageData:
     """The training images at size x size with a seeded `valid_pct` validation split. y is
     (N, len(targets)) class indices; the first target (disease by default) is the headline."""
     targets = list(targets)
@@ -76,7 +76,7 @@ def load(root: str | None = None, size: int = 224, resize: str = "squish", targe
     tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
     lists = {split: ([paths[i] for i in splits[split]], y[splits[split]]) for split in ("train", "valid")}
     return from_lists(lists, heads[targets[0]], folder, f"paddy-{tag}", size, resize, (train_subset, valid_subset),
-                      strict, workers, cache, heads=heads)
+                      strict, workers, cache, sizes, size_epochs, heads=heads)
 
 
 def load_test(root: str | None = None, size: int = 224, resize: str = "squish", strict: bool = False,

@@ -101,7 +101,7 @@ def load(root: str | None = None, csv: str = "labels.csv", file_col: str = "file
          valid_col: str = "is_valid", label_delim: str | None = None, threshold: float = 0.5, size: int = 128,
          resize: str = "crop", valid_pct: float = 0.2, split_seed: int = 42, train_subset: int | None = None,
          valid_subset: int | None = None, strict: bool = False, workers: int | None = None,
-         cache: bool = True) -> ImageData:
+         cache: bool = True, sizes: list[int] | None = None, size_epochs: list[int] | None = None) -> ImageData:
     """The images a CSV table lists, at size x size; csv: the table's path (relative: to data.root).
     label_delim: several labels per cell, split by it (multi-label; a label predicted above threshold)."""
     check_subsets(train_subset, valid_subset)
@@ -130,6 +130,7 @@ def load(root: str | None = None, csv: str = "labels.csv", file_col: str = "file
             if str(f) not in missing]
     rows.sort()  # the same table in any row order: the same data
     options = dict(size=size, resize=resize, subsets=(train_subset, valid_subset), strict=strict, workers=workers,
+                   sizes=sizes, size_epochs=size_epochs,
                    cache=cache)
     if label_delim is None:
         data = single_label(rows, flags is not None, (valid_pct, split_seed), folder, path, options)

@@ -80,8 +80,17 @@ def resize_target(model: nn.Module, name: str, input_size: str | int | None, inp
                       f"to {default[0]}x{default[1]} on the device, or arch.input_size=N for NxN")
 
 
+def check_act(name: str) -> str:
+    """A name of timm's activation table (a name, never a callable: the config is data)."""
+    from timm.layers.create_act import _ACT_LAYER_DEFAULT
+    if name not in _ACT_LAYER_DEFAULT:
+        raise ConfigError(f"arch.act_layer={name!r} is not one of timm's activations: "
+                          f"{', '.join(sorted(_ACT_LAYER_DEFAULT))}")
+    return name
+
+
 def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool = False, weights: str | None = None,
-               input_size: str | int | None = "auto", drop_rate: float = 0.0,
+               input_size: str | int | None = "auto", drop_rate: float = 0.0, act_layer: str | None = None,
                input_shape: Sequence[int] | None = None) -> nn.Module:
     """timm.create_model(name) for n_in channels and n_out classes.
 
@@ -91,11 +100,15 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
     to the model's default size when it cannot take the data's (a ViT only takes 224x224; a
     ConvNeXt's stride-32 stem cannot take 28x28); N always resizes to NxN; null stops with one
     clear line instead.
+    act_layer: one of timm's activation names (mish, silu, ...) in place of the model's own, for the
+    models that take one (ResNets, EfficientNets, ...).
     input_shape: (C, H, W) of the data, filled in by the build.
     """
     import timm
     check_name(name)
     kwargs = dict(num_classes=n_out, in_chans=n_in, drop_rate=drop_rate)
+    if act_layer is not None:
+        kwargs["act_layer"] = check_act(act_layer)
     if weights is not None:
         check_weights(weights, name, "arch.weights")
     if pretrained and weights is None:
@@ -103,6 +116,11 @@ def timm_model(n_in: int, n_out: int, name: str = "resnet18d", pretrained: bool 
     quiet_hub()
     try:
         model = timm.create_model(name, **kwargs)
+    except TypeError as e:
+        if act_layer is None:
+            raise
+        raise ConfigError(f"timm's {name} does not take arch.act_layer ({first_line(str(e))}); drop it, or pick a "
+                          "model that does (resnet50d, efficientnet_b0, ...)") from e
     except (OSError, RuntimeError, ValueError) as e:  # no network, a file of other weights
         source = f"weights file {weights}" if weights else "timm's hub (is there a network?)"
         raise ConfigError(f"cannot load pretrained {name} from {source}: {str(e).splitlines()[0]}; "
