@@ -165,3 +165,20 @@ def test_the_readmes_sweep_without_dash_m_runs(tmp_path, expt_in, data_dir):
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "outputs" / "sweeps").glob("*/*/job_*/summary.json"))) == 1
     assert "1 of 1 jobs ok" in result.stdout
+
+
+def test_a_sweep_over_the_training_tricks(tmp_path, expt_in, data_dir):
+    """mixup and the weights' average swept together (accumulation on): two jobs, each trained with
+    its own values (their configs), one leaderboard group each; a value out of range in any
+    combination stops the sweep before its first job."""
+    result = sweep(tmp_path, expt_in, data_dir, "augment=none,mixup_cutmix", "ema.decay=0.9", "accumulate=2")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
+    assert sorted(table["augment"]) == ["mixup_cutmix", "none"] and (table["status"] == "ok").all()
+    for job, augment in zip(table["job"], table["augment"]):
+        config = yaml.safe_load((tmp_path / "sw" / job / "config.yaml").read_text())
+        assert config["accumulate"] == 2 and config["ema"]["decay"] == 0.9
+        assert config["augment"]["_target_"] == f"expt.augment.{augment}"
+    assert (tmp_path / "sw" / "leaderboard.md").read_text().count("| augment=") == 2
+    bad = sweep(tmp_path / "bad", expt_in, data_dir, "ema.decay=0.9,2")
+    assert bad.returncode == 2 and "ema.decay=2" in bad.stderr and not (tmp_path / "bad" / "sw").exists()

@@ -10,9 +10,10 @@ A training batch is a step object's two halves, with the learner's events betwee
 `step.forward(learn)` (the loss and its parts), after_loss, `step.update(learn)` (the optimizer
 step), after_step. With `accumulate` N, the optimizer steps once every N batches (and on an
 epoch's last) on the gradients of their mean loss: `stepped` says whether this batch's did, and
-under DDP the batches that do not step skip the gradients' all-reduce (`no_sync`). `TrainStep` is one model and one optimizer; another step (a GAN's) reuses the
-learner's parts: `forward_and_loss` and `optimizer_step` (backward of the scaled loss, the step
-through the gradient scaler, zero_grad). Validation batches are always `forward_and_loss`.
+under DDP the batches that do not step skip the gradients' all-reduce (`no_sync`). `TrainStep`
+is one model and one optimizer; another step (a GAN's) reuses the learner's parts:
+`forward_and_loss` and `optimizer_step` (backward of the scaled loss, the step through the
+gradient scaler, zero_grad). Validation batches are always `forward_and_loss`.
 """
 
 from collections.abc import Callable, Iterable
