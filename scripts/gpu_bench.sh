@@ -8,6 +8,8 @@
 #   bash scripts/gpu_bench.sh superres                # issue 15 on the pets sample (prepare --pets)
 #   bash scripts/gpu_bench.sh superres gan            # issue 16: then a critic and the GAN stage at 256 px
 #   BUDGET=520 bash scripts/gpu_bench.sh smoke recipe5 loop aug20 copy25   # one call, in priority order
+#   bash scripts/gpu_bench.sh prog5 tricks20 tricks50 lb5   # issue 27: the lesson-18 table, each trick alone at 20 and
+#                                                            # 50 epochs (reruns skip finished jobs), imagenette_5ep_lb
 # smoke: one CUDA epoch of the default recipe, to see the GPU path work before the long stages.
 # BUDGET (seconds, default 3000): every command gets only what is left of it (SIGTERM, which expt
 # handles like Ctrl-C), so a device call ends with its logs in $OUT before the call's own limit.
@@ -33,7 +35,7 @@ python3() {  # every Python command runs within what is left of BUDGET
 }
 collect() {
   for f in outputs/gpu/*/summary.json outputs/gpu/*/*/summary.json outputs/gpu/*/metrics.csv outputs/gpu/*/*/metrics.csv \
-           outputs/gpu/*/*/tta_*.json; do
+           outputs/gpu/*/*/tta_*.json outputs/gpu/*/sweep.csv outputs/gpu/*/*/sweep.csv; do
     [ -f "$f" ] && mkdir -p "$OUT/runs" && cp "$f" "$OUT/runs/$(echo "${f#outputs/gpu/}" | tr / _)"  # flat: the device tool drops deep folders
   done
 }
@@ -84,6 +86,16 @@ for stage in "$@"; do
          python3 -m expt.cli sample ckpt=outputs/gpu/pets_gan/model.safetensors n=6 2>&1 | tail -1 | tee -a "$OUT/gan.txt"
          cp outputs/gpu/pets_superres/samples_n6_seed42.png "$OUT/pets_superres_samples.png"
          cp outputs/gpu/pets_gan/samples_n6_seed42.png "$OUT/pets_gan_samples.png" ;;
+    prog5) for a in "arch=cnn" "arch=resnet" "arch=timm arch.name=resnet18d" "arch=resnet_k5"; do  # lesson 18's table
+             python3 -m expt.cli sweep experiment=fmnist_5ep $a seed=1,2,3 \
+               "hydra.sweep.dir=outputs/gpu/prog5/$(echo "$a" | tr ' =' '__')" 2>&1 | tail -8 | tee -a "$OUT/prog5.txt"
+           done
+           python3 scripts/bench_mixup.py --device cuda 2>&1 | tee -a "$OUT/prog5.txt" ;;
+    tricks20) python3 scripts/bench_tricks.py --out outputs/gpu/tricks20 -- experiment=fmnist_20ep_aug 2>&1 \
+                | tail -16 | tee -a "$OUT/tricks20.txt" ;;
+    tricks50) python3 scripts/bench_tricks.py --out outputs/gpu/tricks50 -- experiment=fmnist_50ep_erase 2>&1 \
+                | tail -16 | tee -a "$OUT/tricks50.txt" ;;
+    lb5) recipe imagenette_5ep_lb -- experiment=imagenette_5ep_lb ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

@@ -89,3 +89,19 @@ def test_show_draws_the_first_augmented_training_batch_with_its_labels(tmp_path,
     two_heads = Classify({"label": ["a", "b"], "variety": ["x", "y", "z"]})
     assert two_heads.names(torch.tensor([[1, 2], [0, 0]])) == ["b / z", "a / x"]
     assert MultiLabel(["cloudy", "road", "water"]).names(torch.tensor([[1.0, 0, 1], [0, 0, 0]])) == ["cloudy water", ""]
+
+
+def test_show_labels_mixed_images_with_their_two_shares(tmp_path, expt_in, fmnist_dir, monkeypatch):
+    """augment=mixup_cutmix: batch.png shows the mixed images, each captioned with its two largest
+    classes and their shares (a line each)."""
+    from expt.commands import show
+    captions = []
+    monkeypatch.setattr(show, "labelled_images", lambda out, x, names: captions.extend(names))
+    result = expt_in(["show", f"data.root={fmnist_dir}", "augment=mixup_cutmix", "bs=16", "n=12", "device=cpu",
+                      f"hydra.run.dir={tmp_path / 'show'}"])
+    assert result.returncode == 0, result.stderr
+    assert len(captions) == 12 and "augment on" in result.stdout
+    for caption in captions:
+        shares = [float(line.rsplit(" ", 1)[1]) for line in caption.splitlines()]
+        assert 1 <= len(shares) <= 2 and sum(shares) == pytest.approx(1.0, abs=0.011), caption
+    assert sum(len(c.splitlines()) == 2 for c in captions) >= 6  # most images have a partner of another class

@@ -46,7 +46,7 @@ def mixed_names(task, y: torch.Tensor) -> list[str]:
     out = []
     for row in y.tolist():
         top = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:2]
-        out.append(" + ".join(f"{classes[i]} {row[i]:.2f}" for i in top if row[i] >= 0.005))
+        out.append("\n".join(f"{classes[i]} {row[i]:.2f}" for i in top if row[i] >= 0.005))  # one a line: they fit
     return out
 
 
