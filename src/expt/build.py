@@ -20,21 +20,21 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from . import distributed
+from .augment import Mix, split_mix
 from .builders import build_model, check_groups, check_input_size, group_node, listed, make, model_from_checkpoint
 from .callbacks import AugmentCB, CheckpointCB, FreezeCB, MetricsCB, PrecisionCB, ProgressCB, ScheduleCB
 from .callbacks.checkpoint import KEEP
 from .callbacks.curves import CurvesCB
 from .callbacks.distributed import DistributedCB
 from .callbacks.loggers import LogRun, require
-from .augment import Mix, split_mix
 from .callbacks.training import EarlyStopCB, EmaCB, GradClipCB, MixCB, ResizeCB
 from .data import ImageData
 from .data.loaders import DeviceLoader, NoiseLoader, StreamLoader, loader_for
 from .ema import WeightAverage
-from .init import lsuv
 from .errors import CheckpointError, ConfigError
 from .fid import FidCB, Features
 from .gan import GanLogCB, GanStep
+from .init import lsuv
 from .losses import MultiTask
 from .models import timm as timm_models
 from .models.unet import EXPT_ENCODERS, DynamicUnet
