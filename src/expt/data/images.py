@@ -230,7 +230,7 @@ def cached_images(files: Sequence[Path], size: int, method: str = "crop", label:
     return x, kept, bad
 
 
-def size_stages(size: int, sizes: Sequence[int] | None, size_epochs: Sequence[int] | None) -> list[tuple[int, int]]:
+def size_stages(sizes: Sequence[int] | None, size_epochs: Sequence[int] | None) -> list[tuple[int, int]]:
     """Progressive resizing's (first epoch, training size) stages from data.sizes and
     data.size_epochs (0-based epochs, the first 0, rising); [] when sizes is null. Validation
     stays at data.size."""
@@ -257,7 +257,7 @@ def from_lists(splits: dict[str, tuple[list[Path], torch.Tensor]], classes: list
     dataset (imagenette, paddy, folder, csv) is built here. sizes / size_epochs: progressive
     resizing, the training images at each other size from a cache of their own, built the first
     time that size is needed (`ImageData.train_at`)."""
-    stages = size_stages(size, sizes, size_epochs)
+    stages = size_stages(sizes, size_epochs)
     out, skipped = {}, {}
     for (split, (files, y)), n in zip(splits.items(), subsets):
         if not files:
